@@ -1,0 +1,437 @@
+//! The divergence ledger (`golden/divergences.toml`) and the pending ratchet
+//! (`golden/pending.toml`).
+//!
+//! A ledger entry is keyed by behaviour — the request (method, route pattern,
+//! app, optional body condition) and what the golden shows there — never by
+//! file, so later recordings of the same behaviour are recognised. It names
+//! the paths allowed to differ and what we answer instead (checked). It is
+//! strict: wherever an entry applies, the difference must still be there.
+
+use crate::compare::Difference;
+use crate::scenario::Scenario;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    pub id: String,
+    pub method: String,
+    /// Route pattern, `{name}` matching one path segment.
+    pub route: String,
+    /// `admin` or `public`; absent: either app.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Request JSON keys that must be present with a non-null, non-empty value.
+    #[serde(default)]
+    pub body_has: Vec<String>,
+    /// Conditions on the request JSON body (path relative to the body).
+    #[serde(default)]
+    pub request_when: Vec<Check>,
+    /// The status the golden recorded.
+    pub golden_status: u16,
+    /// Further conditions on the golden response.
+    #[serde(default)]
+    pub when: Vec<Check>,
+    /// Paths allowed to differ: `response…` (relative to the matching step) or
+    /// document paths (`db_after.run`, `redis_after.keys`, `files_after`, …).
+    pub differs: Vec<String>,
+    /// What we answer instead, checked on our response at every matching step.
+    #[serde(default)]
+    pub expect: Vec<Check>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub path: String,
+    #[serde(default)]
+    pub equals: Option<toml::Value>,
+    /// `null`, `string`, `number`, `bool`, `array`, `object`, `present`, `absent`.
+    #[serde(default)]
+    pub is: Option<String>,
+}
+
+impl Check {
+    pub fn holds(&self, root: &Value) -> bool {
+        let found = lookup(root, &self.path);
+        if let Some(kind) = &self.is {
+            let ok = match (kind.as_str(), found) {
+                ("absent", f) => f.is_none(),
+                ("present", f) => f.is_some(),
+                (_, None) => false,
+                ("null", Some(v)) => v.is_null(),
+                ("string", Some(v)) => v.is_string(),
+                ("number", Some(v)) => v.is_number(),
+                ("bool", Some(v)) => v.is_boolean(),
+                ("array", Some(v)) => v.is_array(),
+                ("object", Some(v)) => v.is_object(),
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(expected) = &self.equals {
+            let expected = serde_json::to_value(expected).unwrap_or(Value::Null);
+            return found == Some(&expected);
+        }
+        true
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.is, &self.equals) {
+            (Some(k), Some(e)) => write!(f, "{} is {k} and equals {e}", self.path),
+            (Some(k), None) => write!(f, "{} is {k}", self.path),
+            (None, Some(e)) => write!(f, "{} equals {e}", self.path),
+            (None, None) => write!(f, "{}", self.path),
+        }
+    }
+}
+
+/// `a.b[2].c` inside a JSON value.
+pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = root;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        for idx in indices.split('[').filter(|s| !s.is_empty()) {
+            let n: usize = idx.trim_end_matches(']').parse().ok()?;
+            cur = cur.get(n)?;
+        }
+    }
+    Some(cur)
+}
+
+pub fn route_matches(pattern: &str, path: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let s: Vec<&str> = path.split('/').collect();
+    p.len() == s.len()
+        && p.iter().zip(&s).all(|(p, s)| {
+            if p.starts_with('{') && p.ends_with('}') {
+                !s.is_empty()
+            } else {
+                p == s
+            }
+        })
+}
+
+impl Divergence {
+    /// Does this entry describe step `step` of `scenario` (golden side only)?
+    pub fn applies(&self, scenario: &Scenario, step: usize) -> bool {
+        let Some(s) = scenario.steps.get(step) else { return false };
+        let Some(resp) = &s.response else { return false };
+        let app = if s.is_public() { "public" } else { "admin" };
+        if !s.method().eq_ignore_ascii_case(&self.method) || !route_matches(&self.route, s.path()) {
+            return false;
+        }
+        if self.app.as_deref().is_some_and(|a| a != app) {
+            return false;
+        }
+        if resp["status"].as_u64() != Some(self.golden_status as u64) {
+            return false;
+        }
+        let body = &s.request["json"];
+        let has = |k: &String| match body.get(k) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(x)) => !x.is_empty(),
+            Some(_) => true,
+        };
+        self.body_has.iter().all(has)
+            && self.request_when.iter().all(|c| c.holds(body))
+            && self.when.iter().all(|c| c.holds(resp))
+    }
+
+    fn step_paths(&self, step: usize) -> Vec<String> {
+        self.differs
+            .iter()
+            .filter(|d| d.starts_with("response"))
+            .map(|d| format!("steps[{step}].{d}"))
+            .collect()
+    }
+
+    fn document_paths(&self) -> Vec<&str> {
+        self.differs
+            .iter()
+            .filter(|d| !d.starts_with("response"))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+pub fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    #[serde(default)]
+    pub divergence: Vec<Divergence>,
+}
+
+/// How a scenario's differences fared against the ledger.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Differences no entry covers: failures.
+    pub unexplained: Vec<Difference>,
+    /// Differences an entry covers, with the entry id.
+    pub ledgered: Vec<(String, Difference)>,
+    /// Broken promises: an entry whose difference vanished, or whose
+    /// promised answer we do not give.
+    pub ledger_errors: Vec<String>,
+    /// Ids of the entries that applied to this scenario.
+    pub applied: BTreeSet<String>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.unexplained.is_empty() && self.ledger_errors.is_empty()
+    }
+}
+
+impl Ledger {
+    pub fn load(path: &Path) -> anyhow::Result<Ledger> {
+        if !path.exists() {
+            return Ok(Ledger::default());
+        }
+        let text = std::fs::read_to_string(path)?;
+        let ledger: Ledger =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut ids = BTreeSet::new();
+        for d in &ledger.divergence {
+            if !ids.insert(d.id.clone()) {
+                anyhow::bail!("{}: duplicate divergence id {:?}", path.display(), d.id);
+            }
+            if d.differs.is_empty() {
+                anyhow::bail!("{}: divergence {:?} names no path that differs", path.display(), d.id);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Sort `diffs` into ledgered and unexplained, and check every applying
+    /// entry's promise. `ours` is our normalised output (`steps[i].response`).
+    pub fn judge(&self, scenario: &Scenario, ours: &Value, diffs: Vec<Difference>) -> Verdict {
+        let mut verdict = Verdict::default();
+        // (entry index, step) pairs that apply.
+        let mut applying: Vec<(usize, usize)> = Vec::new();
+        for (e, d) in self.divergence.iter().enumerate() {
+            for i in 0..scenario.steps.len() {
+                if d.applies(scenario, i) {
+                    applying.push((e, i));
+                    verdict.applied.insert(d.id.clone());
+                }
+            }
+        }
+        let mut used = vec![false; applying.len()];
+        let mut doc_used = vec![false; self.divergence.len()];
+        for diff in diffs {
+            let mut owner = None;
+            for (k, (e, i)) in applying.iter().enumerate() {
+                let entry = &self.divergence[*e];
+                if entry.step_paths(*i).iter().any(|p| under(&diff.path, p)) {
+                    used[k] = true;
+                    owner = Some(entry.id.clone());
+                    break;
+                }
+                if entry.document_paths().iter().any(|p| under(&diff.path, p)) {
+                    doc_used[*e] = true;
+                    owner = Some(entry.id.clone());
+                    break;
+                }
+            }
+            match owner {
+                Some(id) => verdict.ledgered.push((id, diff)),
+                None => verdict.unexplained.push(diff),
+            }
+        }
+        for (k, (e, i)) in applying.iter().enumerate() {
+            let entry = &self.divergence[*e];
+            let has_step_paths = !entry.step_paths(*i).is_empty();
+            if has_step_paths && !used[k] {
+                verdict.ledger_errors.push(format!(
+                    "ledger entry {:?} applies to steps[{i}] but nothing differs there any more: remove or narrow it",
+                    entry.id
+                ));
+            }
+            let response = &ours["steps"][*i]["response"];
+            for check in &entry.expect {
+                if !check.holds(response) {
+                    verdict.ledger_errors.push(format!(
+                        "ledger entry {:?} promises `{check}` at steps[{i}], but our answer is {}",
+                        entry.id,
+                        serde_json::to_string(response).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        for (e, entry) in self.divergence.iter().enumerate() {
+            let applies_here = applying.iter().any(|(x, _)| *x == e);
+            let only_doc = entry.differs.iter().all(|d| !d.starts_with("response"));
+            if applies_here && only_doc && !doc_used[e] {
+                verdict.ledger_errors.push(format!(
+                    "ledger entry {:?} applies but none of its paths differ any more: remove or narrow it",
+                    entry.id
+                ));
+            }
+        }
+        verdict
+    }
+
+    /// Entries that apply to none of `scenarios`: the ledger must not rot.
+    pub fn unused<'a>(&'a self, scenarios: &[Scenario]) -> Vec<&'a str> {
+        self.divergence
+            .iter()
+            .filter(|d| {
+                !scenarios
+                    .iter()
+                    .any(|s| (0..s.steps.len()).any(|i| d.applies(s, i)))
+            })
+            .map(|d| d.id.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    #[serde(default)]
+    pub pending: Vec<PendingEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEntry {
+    pub scenario: String,
+    /// What is missing before it can pass.
+    pub missing: String,
+}
+
+impl Pending {
+    pub fn load(path: &Path) -> anyhow::Result<Pending> {
+        if !path.exists() {
+            return Ok(Pending::default());
+        }
+        let text = std::fs::read_to_string(path)?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn get(&self, scenario: &str) -> Option<&PendingEntry> {
+        self.pending.iter().find(|p| p.scenario == scenario)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scenario(steps: Value) -> Scenario {
+        serde_json::from_value(json!({"name": "t", "steps": steps, "db_after": {}})).unwrap()
+    }
+
+    fn queue_entry() -> Divergence {
+        toml::from_str::<Ledger>(
+            r#"
+[[divergence]]
+id = "queue-500"
+method = "GET"
+route = "/queue"
+golden_status = 500
+differs = ["response"]
+expect = [{ path = "status", equals = 200 }, { path = "json", is = "array" }]
+reason = "upstream awaits an async generator"
+"#,
+        )
+        .unwrap()
+        .divergence
+        .remove(0)
+    }
+
+    #[test]
+    fn routes_match_segment_patterns() {
+        assert!(route_matches("/active-runs/{id}/finish", "/active-runs/<uuid:1>/finish"));
+        assert!(!route_matches("/active-runs/{id}/finish", "/active-runs/finish"));
+        assert!(!route_matches("/queue", "/queue/"));
+    }
+
+    #[test]
+    fn a_ledgered_difference_passes_when_we_answer_as_promised() {
+        let ledger = Ledger { divergence: vec![queue_entry()] };
+        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ours = json!({"steps": [{"response": {"status": 200, "json": []}}]});
+        let diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
+        let v = ledger.judge(&s, &ours, diffs);
+        assert!(v.passed(), "{v:?}");
+        assert!(!v.ledgered.is_empty());
+    }
+
+    #[test]
+    fn a_broken_promise_fails() {
+        let ledger = Ledger { divergence: vec![queue_entry()] };
+        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ours = json!({"steps": [{"response": {"status": 404, "text": "no"}}]});
+        let diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
+        let v = ledger.judge(&s, &ours, diffs);
+        assert!(!v.passed());
+        assert!(v.ledger_errors.iter().any(|e| e.contains("promises")));
+    }
+
+    #[test]
+    fn an_entry_whose_difference_vanished_fails() {
+        let ledger = Ledger { divergence: vec![queue_entry()] };
+        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ours = json!({"steps": [{"response": {"status": 500, "text": "500"}}]});
+        let v = ledger.judge(&s, &ours, vec![]);
+        assert!(!v.passed());
+        assert!(v.ledger_errors.iter().any(|e| e.contains("nothing differs")));
+    }
+
+    #[test]
+    fn differences_outside_the_entry_stay_unexplained() {
+        let ledger = Ledger { divergence: vec![queue_entry()] };
+        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ours = json!({"steps": [{"response": {"status": 200, "json": []}}]});
+        let mut diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
+        diffs.push(Difference { path: "db_after.queue[0]".into(), expected: None, actual: Some(json!({})) });
+        let v = ledger.judge(&s, &ours, diffs);
+        assert_eq!(v.unexplained.len(), 1);
+        assert!(!v.passed());
+    }
+
+    #[test]
+    fn unused_entries_are_reported() {
+        let ledger = Ledger { divergence: vec![queue_entry()] };
+        let s = scenario(json!([{"request": {"method": "GET", "path": "/health"}, "response": {"status": 200}}]));
+        assert_eq!(ledger.unused(&[s]), vec!["queue-500"]);
+    }
+
+    #[test]
+    fn lookup_follows_dots_and_indices() {
+        let v = json!({"a": {"b": [1, {"c": 2}]}});
+        assert_eq!(lookup(&v, "a.b[1].c"), Some(&json!(2)));
+        assert_eq!(lookup(&v, "a.x"), None);
+    }
+}

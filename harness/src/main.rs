@@ -1,0 +1,219 @@
+//! `janitor-harness`: replay goldens, record new ones, diff live runners.
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use janitor_harness::check::{check, Outcome};
+use janitor_harness::ledger::{Ledger, Pending};
+use janitor_harness::scenario::{collect, Scenario};
+use janitor_harness::target::TargetSpec;
+use janitor_harness::{golden_dir, record, report};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "janitor-harness", about = "Parity harness for janitor-runner")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay recorded goldens against the in-process Rust runner (or --target).
+    Replay {
+        /// Scenario files or directories (default: golden/).
+        paths: Vec<PathBuf>,
+        /// Write a machine-readable report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Replay against a live runner command instead of the in-process one.
+        #[arg(long)]
+        target: Option<String>,
+        /// Scenarios run at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Time given an external target to finish background work.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        #[arg(long)]
+        pending: Option<PathBuf>,
+    },
+    /// Run scenario inputs against a live runner and write goldens.
+    Record {
+        /// Runner command with placeholders: {config} {port} {public_port} {vcs}
+        /// {logs} {artifacts} {run_timeout} {avoid_hosts} {dep_server_url} {apt_archive_url}.
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "golden")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        /// Scenario files or directories (default: scenarios/).
+        scenarios: Vec<PathBuf>,
+    },
+    /// Run the same scenarios against two live runners and show differences.
+    Diff {
+        #[arg(long, num_args = 1, required = true)]
+        target: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        scenarios: Vec<PathBuf>,
+    },
+}
+
+fn target_spec(cmd: &str, settle_ms: u64) -> TargetSpec {
+    if cmd == "in-process" {
+        TargetSpec::InProcess
+    } else {
+        TargetSpec::Command { cmd: cmd.to_string(), settle: Duration::from_millis(settle_ms) }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match rt.block_on(run(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("janitor-harness: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Cmd::Replay { paths, json, target, jobs, settle_ms, ledger, pending } => {
+            let paths = if paths.is_empty() { vec![golden_dir()] } else { paths };
+            let files = collect(&paths)?;
+            let mut scenarios = Vec::new();
+            for f in &files {
+                let s = Scenario::load(f)?;
+                if !s.is_recorded() {
+                    anyhow::bail!("{}: has no recorded outputs; use `record` first", f.display());
+                }
+                scenarios.push(s);
+            }
+            let ledger = Ledger::load(&ledger.unwrap_or(golden_dir().join("divergences.toml")))?;
+            let pending = Pending::load(&pending.unwrap_or(golden_dir().join("pending.toml")))?;
+            let target = target.map(|t| target_spec(&t, settle_ms)).unwrap_or(TargetSpec::InProcess);
+            println!("replaying {} scenarios against {}", scenarios.len(), target.label());
+            let outcomes = replay_all(&scenarios, &target, &ledger, &pending, jobs).await;
+            let mut global = Vec::new();
+            // The ledger is strict across the whole set: an entry that
+            // applies nowhere has rotted.
+            if paths == [golden_dir()] {
+                for id in ledger.unused(&scenarios) {
+                    global.push(format!("ledger entry {id:?} applies to no scenario: remove it"));
+                }
+                for p in &pending.pending {
+                    if !scenarios.iter().any(|s| s.name == p.scenario) {
+                        global.push(format!("pending.toml names {:?}, which is not a golden", p.scenario));
+                    }
+                }
+            }
+            for e in &global {
+                println!("FAILED: {e}");
+            }
+            let summary = report::summarize(&outcomes, global.len());
+            print!("{}", report::timing_lines(&outcomes));
+            println!("route latency (median over the replay):");
+            for (route, (n, d)) in report::route_latencies(&outcomes) {
+                println!("    {route:<40} {:>7.2} ms  (n={n})", d.as_secs_f64() * 1e3);
+            }
+            println!(
+                "pending: {} scenarios listed in golden/pending.toml ({} still failing as expected)",
+                pending.len(),
+                summary.pending
+            );
+            if let Some(path) = json {
+                let doc = report::json_report(&outcomes, &summary, &global);
+                std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+                println!("report written to {}", path.display());
+            }
+            println!("{}", report::closing_line(&summary));
+            Ok(summary.failed == 0)
+        }
+        Cmd::Record { target, out, settle_ms, scenarios } => {
+            let paths = if scenarios.is_empty() { vec![janitor_harness::project_dir().join("scenarios")] } else { scenarios };
+            let target = target_spec(&target, settle_ms);
+            std::fs::create_dir_all(&out)?;
+            let mut ok = true;
+            for f in collect(&paths)? {
+                let s = Scenario::load(&f)?;
+                match record::record(&s, &target).await {
+                    Ok(recorded) => {
+                        let dest = out.join(format!("{}.json", s.name));
+                        std::fs::write(&dest, record::to_golden_json(&recorded)?)?;
+                        println!("{:<45} recorded -> {}", s.name, dest.display());
+                    }
+                    Err(e) => {
+                        ok = false;
+                        println!("{:<45} FAILED: {e:#}", s.name);
+                    }
+                }
+            }
+            Ok(ok)
+        }
+        Cmd::Diff { target, settle_ms, scenarios } => {
+            if target.len() != 2 {
+                anyhow::bail!("diff takes exactly two --target options");
+            }
+            let a = target_spec(&target[0], settle_ms);
+            let b = target_spec(&target[1], settle_ms);
+            let paths = if scenarios.is_empty() { vec![golden_dir()] } else { scenarios };
+            let (mut same, mut differ) = (0, 0);
+            for f in collect(&paths)? {
+                let s = Scenario::load(&f)?;
+                let diffs = record::diff_targets(&s, &a, &b).await?;
+                if diffs.is_empty() {
+                    same += 1;
+                    println!("{:<45} same", s.name);
+                } else {
+                    differ += 1;
+                    println!("{:<45} DIFFERS", s.name);
+                    for d in diffs.iter().take(8) {
+                        println!("    {}", d.to_string().replace("golden:", "A:     ").replace("ours:  ", "B:     "));
+                    }
+                }
+            }
+            println!("{same} passed, {differ} failed");
+            Ok(differ == 0)
+        }
+    }
+}
+
+async fn replay_all(
+    scenarios: &[Scenario],
+    target: &TargetSpec,
+    ledger: &Ledger,
+    pending: &Pending,
+    jobs: usize,
+) -> Vec<Outcome> {
+    let tty = std::io::stderr().is_terminal();
+    let total = scenarios.len();
+    let mut done = 0;
+    let mut outcomes: Vec<Outcome> = futures::stream::iter(scenarios.iter())
+        .map(|s| check(s, target, ledger, pending))
+        .buffer_unordered(jobs.max(1))
+        .inspect(|o| {
+            done += 1;
+            if tty {
+                eprint!("\r\x1b[K[{done}/{total}] {}", o.name);
+            }
+        })
+        .collect()
+        .await;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    for o in &outcomes {
+        print!("{}", report::scenario_lines(o));
+    }
+    outcomes
+}

@@ -1,0 +1,186 @@
+//! What a scenario runs against: our runner in this process, or any runner
+//! started as an external command (the Python runner, or our own binary).
+
+use crate::fixtures::ScenarioDir;
+use crate::scenario::Scenario;
+use anyhow::{bail, Context};
+use janitor_runner::server::Runner;
+use janitor_runner::settings::Settings;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    /// `janitor_runner::server::Runner` started in this process.
+    InProcess,
+    /// A command line with placeholders (`{config}`, `{port}`, `{public_port}`,
+    /// `{vcs}`, `{logs}`, `{artifacts}`, `{run_timeout}`, `{avoid_hosts}`,
+    /// `{dep_server_url}`, `{apt_archive_url}`), run with `sh -c`.
+    Command { cmd: String, settle: Duration },
+}
+
+impl TargetSpec {
+    pub fn label(&self) -> String {
+        match self {
+            TargetSpec::InProcess => "in-process janitor-runner".into(),
+            TargetSpec::Command { cmd, .. } => cmd.clone(),
+        }
+    }
+}
+
+/// Where the scenario's services and fixtures are, in the scenario's own terms.
+pub struct Environment<'a> {
+    pub scenario: &'a Scenario,
+    pub dir: &'a ScenarioDir,
+    pub database_url: &'a str,
+    pub redis_url: &'a str,
+    /// The recorded config, with fixture locations localised.
+    pub config_text: String,
+}
+
+pub enum RunningTarget {
+    InProcess(Box<Runner>),
+    External {
+        child: Child,
+        admin: String,
+        public: String,
+        settle: Duration,
+        _config: tempfile::NamedTempFile,
+    },
+}
+
+impl RunningTarget {
+    pub async fn start(spec: &TargetSpec, env: &Environment<'_>) -> anyhow::Result<RunningTarget> {
+        let r = &env.scenario.runner;
+        match spec {
+            TargetSpec::InProcess => {
+                let mut s = Settings::new(env.database_url, env.redis_url);
+                s.listen_address = "127.0.0.1".into();
+                s.port = 0;
+                s.public_port = Some(0);
+                s.config_text = env.config_text.clone();
+                s.public_vcs_location = Some(env.dir.localize(&r.public_vcs_location));
+                s.logs_location = Some(env.dir.localize(&r.logs_location));
+                s.artifact_location = Some(env.dir.localize(&r.artifact_location));
+                s.run_timeout_minutes = r.run_timeout_minutes;
+                s.avoid_hosts = r.avoid_hosts.clone();
+                s.dep_server_url = r.dep_server_url.clone();
+                s.apt_archive_url = r.apt_archive_url.clone();
+                // As recorded: the keepalive watchdog was not started.
+                s.watchdog = false;
+                s.db_max_connections = 5;
+                let runner = Runner::start(s, janitor_runner::clock::system()).await?;
+                Ok(RunningTarget::InProcess(Box::new(runner)))
+            }
+            TargetSpec::Command { cmd, settle } => {
+                let mut config = tempfile::Builder::new().suffix(".conf").tempfile()?;
+                let full = format!(
+                    "{}\ndatabase_location: {:?}\nredis_location: {:?}\nlogs_location: {:?}\nartifact_location: {:?}\n",
+                    env.config_text,
+                    env.database_url,
+                    env.redis_url,
+                    env.dir.localize(&r.logs_location),
+                    env.dir.localize(&r.artifact_location)
+                );
+                std::io::Write::write_all(&mut config, full.as_bytes())?;
+                let port = crate::services::process::free_port()?;
+                let public_port = crate::services::process::free_port()?;
+                let avoid: Vec<String> =
+                    r.avoid_hosts.iter().map(|h| format!("--avoid-host={h}")).collect();
+                let line = cmd
+                    .replace("{config}", &config.path().display().to_string())
+                    .replace("{port}", &port.to_string())
+                    .replace("{public_port}", &public_port.to_string())
+                    .replace("{vcs}", &env.dir.localize(&r.public_vcs_location))
+                    .replace("{logs}", &env.dir.localize(&r.logs_location))
+                    .replace("{artifacts}", &env.dir.localize(&r.artifact_location))
+                    .replace("{run_timeout}", &r.run_timeout_minutes.to_string())
+                    .replace("{avoid_hosts}", &avoid.join(" "))
+                    .replace("{dep_server_url}", r.dep_server_url.as_deref().unwrap_or(""))
+                    .replace("{apt_archive_url}", r.apt_archive_url.as_deref().unwrap_or(""));
+                let child = Command::new("sh")
+                    .args(["-c", &format!("exec {line}")])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("starting target {line}"))?;
+                let mut target = RunningTarget::External {
+                    child,
+                    admin: format!("http://127.0.0.1:{port}"),
+                    public: format!("http://127.0.0.1:{public_port}"),
+                    settle: *settle,
+                    _config: config,
+                };
+                target.wait_healthy().await?;
+                Ok(target)
+            }
+        }
+    }
+
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/health", self.admin_url());
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let RunningTarget::External { child, .. } = self {
+                if let Some(status) = child.try_wait()? {
+                    bail!("target exited before answering /health ({status})");
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("target did not answer {url} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn admin_url(&self) -> String {
+        match self {
+            RunningTarget::InProcess(r) => format!("http://{}", r.admin_addr),
+            RunningTarget::External { admin, .. } => admin.clone(),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        match self {
+            RunningTarget::InProcess(r) => {
+                format!("http://{}", r.public_addr.expect("public app enabled"))
+            }
+            RunningTarget::External { public, .. } => public.clone(),
+        }
+    }
+
+    /// Wait until the runner's background work has finished. In process we
+    /// can ask; an external runner gets a fixed settling time.
+    pub async fn settle(&self) {
+        match self {
+            RunningTarget::InProcess(r) => r.background_idle().await,
+            RunningTarget::External { settle, .. } => tokio::time::sleep(*settle).await,
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            RunningTarget::InProcess(r) => r.shutdown().await,
+            RunningTarget::External { mut child, .. } => {
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGTERM);
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while child.try_wait()?.is_none() {
+                    if Instant::now() > deadline {
+                        child.kill()?;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = child.wait();
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Everything a runner instance needs to start: the parsed janitor.conf plus
+//! the command-line options of the Python runner. Built by `main.rs` from
+//! flags, or directly by the harness for in-process runs.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address both apps bind to (`--listen-address`).
+    pub listen_address: String,
+    /// Internal (admin) app port (`--port`); 0 picks a free port.
+    pub port: u16,
+    /// Public (worker-facing) app port (`--public-port`); `None` disables it.
+    pub public_port: Option<u16>,
+    pub database_url: String,
+    pub redis_url: String,
+    /// The janitor.conf text (protobuf text format).
+    pub config_text: String,
+    pub public_vcs_location: Option<String>,
+    pub logs_location: Option<String>,
+    pub artifact_location: Option<String>,
+    pub backup_directory: Option<PathBuf>,
+    pub run_timeout_minutes: u64,
+    pub avoid_hosts: Vec<String>,
+    pub dep_server_url: Option<String>,
+    pub apt_archive_url: Option<String>,
+    pub use_cached_only: bool,
+    /// Start the keepalive watchdog (the harness replays without it, as recorded).
+    pub watchdog: bool,
+    /// Database pool size.
+    pub db_max_connections: u32,
+}
+
+impl Settings {
+    pub fn new(database_url: impl Into<String>, redis_url: impl Into<String>) -> Self {
+        Settings {
+            listen_address: "localhost".into(),
+            port: 9911,
+            public_port: Some(9919),
+            database_url: database_url.into(),
+            redis_url: redis_url.into(),
+            config_text: String::new(),
+            public_vcs_location: None,
+            logs_location: None,
+            artifact_location: None,
+            backup_directory: None,
+            run_timeout_minutes: 60,
+            avoid_hosts: Vec::new(),
+            dep_server_url: None,
+            apt_archive_url: None,
+            use_cached_only: false,
+            watchdog: true,
+            db_max_connections: 10,
+        }
+    }
+}
