@@ -3,6 +3,7 @@
 use crate::background::Background;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -14,4 +15,5 @@ pub struct App {
     pub settings: Settings,
     pub config: Config,
     pub background: Background,
+    pub metrics: Metrics,
 }

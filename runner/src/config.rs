@@ -720,13 +720,15 @@ impl<'a> Reader<'a> {
     /// Like `one`, for a member of the message's single oneof.
     fn oneof_member(&mut self, f: &'a Field, group: &str) -> Result<&'a Value> {
         match self.oneof {
-            Some(prev) if prev != f.name => return Err(self.err(
-                f,
-                format!(
+            Some(prev) if prev != f.name => {
+                return Err(self.err(
+                    f,
+                    format!(
                     "field \"{}\" of {} conflicts with \"{prev}\": both are in oneof \"{group}\"",
                     f.name, self.ty
                 ),
-            )),
+                ))
+            }
             _ => self.oneof = Some(&f.name),
         }
         self.one(f)

@@ -152,7 +152,41 @@ fn non_finite(v: f64) -> Option<&'static str> {
 pub fn float_repr(v: f64) -> String {
     match non_finite(v) {
         Some(s) => s.to_owned(),
-        None => repr_from_exp(&format!("{v:e}")),
+        None => repr_from_exp(&shortest_f64(v)),
+    }
+}
+
+/// Number of significant digits in `{:e}` output.
+fn digit_count(sci: &str) -> usize {
+    sci.bytes()
+        .take_while(|&b| b != b'e')
+        .filter(u8::is_ascii_digit)
+        .count()
+}
+
+/// Shortest round-trip digits in `{:e}` form, ties going to the even digit
+/// as in Python (David Gay's dtoa). Rust's shortest mode can pick the odd
+/// neighbour when two candidates are equally close (111659285584252.125
+/// gives `...52.13`, Python `...52.12`); the correctly rounded value at the
+/// same precision is the closest candidate, so use it whenever it
+/// round-trips.
+fn shortest_f64(v: f64) -> String {
+    let sci = format!("{v:e}");
+    let exact = format!("{:.*e}", digit_count(&sci) - 1, v);
+    if exact.parse::<f64>() == Ok(v) {
+        exact
+    } else {
+        sci
+    }
+}
+
+fn shortest_f32(v: f32) -> String {
+    let sci = format!("{v:e}");
+    let exact = format!("{:.*e}", digit_count(&sci) - 1, v);
+    if exact.parse::<f32>() == Ok(v) {
+        exact
+    } else {
+        sci
     }
 }
 
@@ -161,7 +195,7 @@ pub fn float_repr(v: f64) -> String {
 fn float_repr_f32(v: f32) -> String {
     match non_finite(v.into()) {
         Some(s) => s.to_owned(),
-        None => repr_from_exp(&format!("{v:e}")),
+        None => repr_from_exp(&shortest_f32(v)),
     }
 }
 
@@ -985,6 +1019,12 @@ mod tests {
              9999999999999998.0, 1.2345678901234568e+17, -0.0, 0.0, 0.1, \
              0.3333333333333333, 2.5e-05, 1.7976931348623157e+308, 5e-324, 1e+100, \
              -1.5e+22, 1e+22, 123.456, 0.0001, 123456780000000.0]"
+        );
+        // Exact ties between two shortest candidates go to the even digit
+        // (111659285584252.125 and -1113178120592002.25, built exactly).
+        assert_eq!(
+            to_string(&[893274284674017.0 / 8.0, -4452712482368009.0 / 4.0]),
+            "[111659285584252.12, -1113178120592002.2]"
         );
         assert_eq!(to_string(&0.1f32), "0.1");
         assert_eq!(to_string(&1e20f32), "1e+20");

@@ -52,6 +52,7 @@ impl Runner {
             settings,
             config,
             background: Background::default(),
+            metrics: crate::metrics::Metrics::new(),
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -23,6 +23,18 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl ApiError {
     pub fn bad_request(reason: impl Into<String>) -> Self {
         ApiError::Reason {

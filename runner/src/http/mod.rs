@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod error;
+pub mod extract;
+pub mod routes;
 pub mod public;
 
 pub use error::ApiError;

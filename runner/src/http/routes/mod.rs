@@ -1,0 +1,12 @@
+//! Route handlers, one module per resource. Handlers stay thin: parse the
+//! request, call a domain function, shape the response.
+
+pub mod active_runs;
+pub mod finish;
+pub mod logs;
+pub mod queue;
+pub mod runs;
+pub mod candidates;
+pub mod codebases;
+pub mod schedule;
+pub mod status;

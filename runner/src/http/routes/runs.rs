@@ -1,0 +1,1 @@
+//! Handlers: see runner-http-api.md.

@@ -1,0 +1,1 @@
+//! Log and artifact storage (runner-internals.md §9, §10).

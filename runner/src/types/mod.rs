@@ -1,0 +1,1 @@
+//! Wire types (data-types.md), one file per family.

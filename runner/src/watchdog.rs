@@ -1,0 +1,1 @@
+//! See runner-internals.md.
