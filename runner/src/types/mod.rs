@@ -1,1 +1,7 @@
-//! Wire types (data-types.md), one file per family.
+//! Wire types (data-types.md), one file per family. Serialised through
+//! `pyjson` so the bytes match Python's `json.dumps`.
+
+pub mod active_run;
+pub mod time;
+
+pub use active_run::{ActiveRun, Backchannel};
