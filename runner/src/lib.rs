@@ -23,3 +23,5 @@ pub mod storage;
 pub mod types;
 pub mod vcs;
 pub mod watchdog;
+pub mod pyrepr;
+pub mod urlutils;
