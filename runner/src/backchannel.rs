@@ -1,1 +1,637 @@
-//! See runner-internals.md.
+//! Talking back to the worker of an active run (runner-internals.md §6.3–§6.5):
+//! list and fetch its logs, kill it, ping it.
+//!
+//! HTTP goes through `reqwest` built without TLS features, so an `https://`
+//! backchannel URL cannot be reached: it fails as `Unreachable` (retryable for
+//! the watchdog), never with a panic.
+
+use crate::types::Backchannel;
+use bytes::Bytes;
+use reqwest::{header, Client, Method, StatusCode};
+use serde_json::Value;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Timeout of a ping (`KEEPALIVE_TIMEOUT` upstream).
+const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// aiohttp's default total timeout, used upstream for every other call.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The one file a Jenkins backchannel serves.
+pub const JENKINS_LOG: &str = "worker.log";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackchannelError {
+    /// This kind of backchannel cannot do that (Python's `NotImplementedError`).
+    #[error("not supported by this backchannel")]
+    NotSupported,
+    /// The worker has no such log file.
+    #[error("No such log file: {0}")]
+    NotFound(String),
+    /// The peer could not be reached or answered with an error status; a
+    /// later attempt may succeed (for a ping: `PingTimeout`/`PingFailure`).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The peer answered and the answer means the run is gone (`PingFatalFailure`).
+    #[error("{0}")]
+    Fatal(String),
+    /// The peer answered something we cannot use (bad JSON, bad UTF-8):
+    /// neither retryable nor fatal, as an uncaught exception upstream.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(Client::new)
+}
+
+/// `my_url / seg / seg…` as yarl builds it: segments appended after the
+/// base path (a trailing slash is not doubled), each percent-encoded.
+pub fn join(base: &str, segments: &[&str]) -> Result<url::Url, BackchannelError> {
+    let mut url = url::Url::parse(base).map_err(|e| {
+        BackchannelError::Unreachable(format!("invalid backchannel URL {base}: {e}"))
+    })?;
+    url.set_query(None);
+    url.set_fragment(None);
+    {
+        let mut path = url.path_segments_mut().map_err(|_| {
+            BackchannelError::Unreachable(format!("invalid backchannel URL {base}"))
+        })?;
+        path.pop_if_empty();
+        for s in segments {
+            path.push(s);
+        }
+    }
+    Ok(url)
+}
+
+/// One request; `Err` only when no response arrived.
+async fn send(
+    method: Method,
+    url: url::Url,
+    accept_json: bool,
+    timeout: Duration,
+) -> Result<reqwest::Response, String> {
+    if url.scheme() == "https" {
+        return Err(format!("cannot reach {url}: this build has no TLS support"));
+    }
+    let mut req = client().request(method, url).timeout(timeout);
+    if accept_json {
+        req = req.header(header::ACCEPT, "application/json");
+    }
+    req.send().await.map_err(describe)
+}
+
+/// reqwest's error with its causes (the top level alone says little).
+fn describe(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn status_error(status: StatusCode, url: &url::Url) -> String {
+    format!(
+        "{}, message='{}', url='{}'",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        url
+    )
+}
+
+/// List the log files of the run (`list_log_files`): the worker's JSON as is.
+pub async fn list_log_files(bc: &Backchannel) -> Result<Value, BackchannelError> {
+    match bc {
+        Backchannel::None => Err(BackchannelError::NotSupported),
+        Backchannel::Jenkins { .. } => Ok(Value::Array(vec![Value::String(JENKINS_LOG.into())])),
+        Backchannel::Polling { my_url } => {
+            let url = join(my_url, &["logs"])?;
+            let resp = send(Method::GET, url.clone(), true, DEFAULT_TIMEOUT)
+                .await
+                .map_err(BackchannelError::Unreachable)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(BackchannelError::Unreachable(status_error(status, &url)));
+            }
+            // aiohttp's `resp.json()` insists on a JSON content type.
+            let ctype = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| BackchannelError::Unreachable(describe(e)))?;
+            if !is_json_content_type(&ctype) {
+                return Err(BackchannelError::Invalid(format!(
+                    "unexpected content type {ctype:?} from {url}"
+                )));
+            }
+            serde_json::from_slice(&body)
+                .map_err(|e| BackchannelError::Invalid(format!("invalid JSON from {url}: {e}")))
+        }
+    }
+}
+
+fn is_json_content_type(ctype: &str) -> bool {
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Fetch one log file (`get_log_file`): its bytes, unmodified.
+pub async fn get_log_file(bc: &Backchannel, name: &str) -> Result<Bytes, BackchannelError> {
+    let url = match bc {
+        Backchannel::None => return Err(BackchannelError::NotSupported),
+        Backchannel::Jenkins { my_url } => {
+            if name != JENKINS_LOG {
+                return Err(BackchannelError::NotFound(name.to_string()));
+            }
+            join(my_url, &["logText", "progressiveText"])?
+        }
+        Backchannel::Polling { my_url } => {
+            // The URL library drops dot segments, so `..` would fetch the
+            // listing (or escape /logs): no worker file has these names.
+            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+                return Err(BackchannelError::NotFound(name.to_string()));
+            }
+            join(my_url, &["logs", name])?
+        }
+    };
+    let resp = send(Method::GET, url.clone(), false, DEFAULT_TIMEOUT)
+        .await
+        .map_err(BackchannelError::Unreachable)?;
+    let status = resp.status();
+    if matches!(bc, Backchannel::Polling { .. }) && status == StatusCode::NOT_FOUND {
+        return Err(BackchannelError::NotFound(name.to_string()));
+    }
+    if !status.is_success() {
+        return Err(BackchannelError::Unreachable(status_error(status, &url)));
+    }
+    resp.bytes()
+        .await
+        .map_err(|e| BackchannelError::Unreachable(describe(e)))
+}
+
+/// Ask the worker to stop the run (`kill`).
+pub async fn kill(bc: &Backchannel) -> Result<(), BackchannelError> {
+    match bc {
+        Backchannel::None | Backchannel::Jenkins { .. } => Err(BackchannelError::NotSupported),
+        Backchannel::Polling { my_url } => {
+            let url = join(my_url, &["kill"])?;
+            let resp = send(Method::POST, url.clone(), true, DEFAULT_TIMEOUT)
+                .await
+                .map_err(BackchannelError::Unreachable)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(BackchannelError::Unreachable(status_error(status, &url)));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Check that the worker is still on run `expected_log_id` (`ping`).
+/// `Unreachable` is retryable, `Fatal` means the run will never report back.
+pub async fn ping(bc: &Backchannel, expected_log_id: &str) -> Result<(), BackchannelError> {
+    match bc {
+        Backchannel::None => Err(BackchannelError::NotSupported),
+        Backchannel::Polling { my_url } => {
+            let failed = |e: String| {
+                BackchannelError::Unreachable(format!("Failed to ping client {my_url}: {e}"))
+            };
+            let url = join(my_url, &["log-id"])?;
+            let resp = send(Method::GET, url.clone(), false, PING_TIMEOUT)
+                .await
+                .map_err(failed)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(failed(status_error(status, &url)));
+            }
+            let body = resp.bytes().await.map_err(|e| failed(describe(e)))?;
+            let log_id = String::from_utf8(body.to_vec()).map_err(|e| {
+                BackchannelError::Invalid(format!("log id from {url} is not UTF-8: {e}"))
+            })?;
+            if log_id != expected_log_id {
+                return Err(BackchannelError::Fatal(format!(
+                    "Worker started processing new run {log_id} rather than {expected_log_id}"
+                )));
+            }
+            Ok(())
+        }
+        Backchannel::Jenkins { my_url } => {
+            let failed = |e: String| {
+                BackchannelError::Unreachable(format!("Failed to ping client {my_url}: {e}"))
+            };
+            let url = join(my_url, &["api", "json"])?;
+            let resp = send(Method::GET, url.clone(), false, PING_TIMEOUT)
+                .await
+                .map_err(failed)?;
+            let status = resp.status();
+            if status == StatusCode::NOT_FOUND {
+                return Err(BackchannelError::Fatal(format!(
+                    "Jenkins job {my_url} has disappeared"
+                )));
+            }
+            if !status.is_success() {
+                return Err(failed(status_error(status, &url)));
+            }
+            let body = resp.bytes().await.map_err(|e| failed(describe(e)))?;
+            let job: Value = serde_json::from_slice(&body)
+                .map_err(|e| BackchannelError::Invalid(format!("invalid JSON from {url}: {e}")))?;
+            if job.get("result").and_then(Value::as_str) == Some("FAILURE") {
+                let id = match job.get("id") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => {
+                        return Err(BackchannelError::Invalid(format!(
+                            "Jenkins job at {url} has no id"
+                        )))
+                    }
+                };
+                return Err(BackchannelError::Fatal(format!(
+                    "Jenkins lists job {id} for run {expected_log_id} as failed"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{header as has_header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn polling(server: &MockServer) -> Backchannel {
+        Backchannel::Polling {
+            my_url: format!("{}/", server.uri()),
+        }
+    }
+
+    fn jenkins(server: &MockServer) -> Backchannel {
+        Backchannel::Jenkins {
+            my_url: format!("{}/job/x/12", server.uri()),
+        }
+    }
+
+    /// A URL on which nothing listens.
+    async fn dead_url() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{addr}/")
+    }
+
+    async fn requests(server: &MockServer) -> Vec<String> {
+        server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.url.path()))
+            .collect()
+    }
+
+    #[test]
+    fn join_appends_encoded_segments_like_yarl() {
+        let j = |b: &str, s: &[&str]| join(b, s).unwrap().to_string();
+        assert_eq!(j("http://h:1/", &["logs"]), "http://h:1/logs");
+        assert_eq!(j("http://h:1", &["logs"]), "http://h:1/logs");
+        assert_eq!(
+            j("http://h/base", &["logs", "a b"]),
+            "http://h/base/logs/a%20b"
+        );
+        assert_eq!(j("http://h/base/?q=1", &["kill"]), "http://h/base/kill");
+        assert_eq!(j("http://h/", &["logs", "50%"]), "http://h/logs/50%25");
+        assert!(matches!(
+            join("not a url", &["x"]),
+            Err(BackchannelError::Unreachable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn polling_lists_logs_as_the_worker_sends_them() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/logs"))
+            .and(has_header("accept", "application/json"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(r#"["b.log", "a.log"]"#, "application/json"),
+            )
+            .mount(&server)
+            .await;
+        let got = list_log_files(&polling(&server)).await.unwrap();
+        assert_eq!(got, serde_json::json!(["b.log", "a.log"]));
+    }
+
+    #[tokio::test]
+    async fn polling_list_failures() {
+        let server = MockServer::start().await;
+        Mock::given(path("/logs"))
+            .respond_with(ResponseTemplate::new(500))
+            .mount(&server)
+            .await;
+        let err = list_log_files(&polling(&server)).await.unwrap_err();
+        assert!(
+            matches!(&err, BackchannelError::Unreachable(m) if m.contains("500")),
+            "{err:?}"
+        );
+
+        let server = MockServer::start().await;
+        Mock::given(path("/logs"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw("[]", "text/html"))
+            .mount(&server)
+            .await;
+        let err = list_log_files(&polling(&server)).await.unwrap_err();
+        assert!(matches!(err, BackchannelError::Invalid(_)), "{err:?}");
+
+        let dead = Backchannel::Polling {
+            my_url: dead_url().await,
+        };
+        let err = list_log_files(&dead).await.unwrap_err();
+        assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
+
+        assert_eq!(
+            list_log_files(&Backchannel::None).await,
+            Err(BackchannelError::NotSupported)
+        );
+    }
+
+    #[tokio::test]
+    async fn polling_fetches_log_bytes_unmodified() {
+        let server = MockServer::start().await;
+        let bytes = b"line 1\n\xff\x00line 2\n".to_vec();
+        Mock::given(method("GET"))
+            .and(path("/logs/build.log"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(bytes.clone()))
+            .mount(&server)
+            .await;
+        let got = get_log_file(&polling(&server), "build.log").await.unwrap();
+        assert_eq!(got.to_vec(), bytes);
+    }
+
+    #[tokio::test]
+    async fn polling_missing_log_is_not_found_and_other_errors_are_not() {
+        let server = MockServer::start().await;
+        Mock::given(path("/logs/missing.log"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        Mock::given(path("/logs/broken.log"))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&server)
+            .await;
+        let bc = polling(&server);
+        assert_eq!(
+            get_log_file(&bc, "missing.log").await,
+            Err(BackchannelError::NotFound("missing.log".into()))
+        );
+        let err = get_log_file(&bc, "broken.log").await.unwrap_err();
+        assert!(
+            matches!(&err, BackchannelError::Unreachable(m) if m.contains("502")),
+            "{err:?}"
+        );
+        // Dot segments never reach the worker.
+        assert_eq!(
+            get_log_file(&bc, "..").await,
+            Err(BackchannelError::NotFound("..".into()))
+        );
+        assert_eq!(
+            requests(&server).await,
+            vec!["GET /logs/missing.log", "GET /logs/broken.log"]
+        );
+
+        let dead = Backchannel::Polling {
+            my_url: dead_url().await,
+        };
+        let err = get_log_file(&dead, "build.log").await.unwrap_err();
+        assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
+        assert_eq!(
+            get_log_file(&Backchannel::None, "x").await,
+            Err(BackchannelError::NotSupported)
+        );
+    }
+
+    #[tokio::test]
+    async fn polling_kill_posts_to_the_worker() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/kill"))
+            .and(has_header("accept", "application/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw("{}", "application/json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        kill(&polling(&server)).await.unwrap();
+
+        // The real worker has no /kill route (QH-8).
+        let server = MockServer::start().await;
+        let err = kill(&polling(&server)).await.unwrap_err();
+        assert!(
+            matches!(&err, BackchannelError::Unreachable(m) if m.contains("404")),
+            "{err:?}"
+        );
+
+        let dead = Backchannel::Polling {
+            my_url: dead_url().await,
+        };
+        assert!(matches!(
+            kill(&dead).await,
+            Err(BackchannelError::Unreachable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn kill_is_unsupported_without_polling_backchannel() {
+        let server = MockServer::start().await;
+        assert_eq!(
+            kill(&Backchannel::None).await,
+            Err(BackchannelError::NotSupported)
+        );
+        assert_eq!(
+            kill(&jenkins(&server)).await,
+            Err(BackchannelError::NotSupported)
+        );
+        assert!(requests(&server).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn polling_ping_checks_the_log_id() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/log-id"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("run-1"))
+            .mount(&server)
+            .await;
+        let bc = polling(&server);
+        ping(&bc, "run-1").await.unwrap();
+        assert_eq!(
+            ping(&bc, "run-2").await,
+            Err(BackchannelError::Fatal(
+                "Worker started processing new run run-1 rather than run-2".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn polling_ping_errors_are_retryable() {
+        let server = MockServer::start().await;
+        Mock::given(path("/log-id"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        let err = ping(&polling(&server), "run-1").await.unwrap_err();
+        assert!(
+            matches!(&err, BackchannelError::Unreachable(m) if m.starts_with("Failed to ping client ") && m.contains("503")),
+            "{err:?}"
+        );
+        let dead = Backchannel::Polling {
+            my_url: dead_url().await,
+        };
+        assert!(matches!(
+            ping(&dead, "run-1").await,
+            Err(BackchannelError::Unreachable(_))
+        ));
+        assert_eq!(
+            ping(&Backchannel::None, "run-1").await,
+            Err(BackchannelError::NotSupported)
+        );
+    }
+
+    #[tokio::test]
+    async fn jenkins_serves_only_the_console_log() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/job/x/12/logText/progressiveText"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("console\n"))
+            .mount(&server)
+            .await;
+        let bc = jenkins(&server);
+        assert_eq!(
+            list_log_files(&bc).await.unwrap(),
+            serde_json::json!(["worker.log"])
+        );
+        assert_eq!(
+            get_log_file(&bc, "worker.log").await.unwrap().to_vec(),
+            b"console\n"
+        );
+        assert_eq!(
+            get_log_file(&bc, "build.log").await,
+            Err(BackchannelError::NotFound("build.log".into()))
+        );
+        // Listing needs no request; build.log was refused locally.
+        assert_eq!(
+            requests(&server).await,
+            vec!["GET /job/x/12/logText/progressiveText"]
+        );
+    }
+
+    #[tokio::test]
+    async fn jenkins_console_errors_are_not_not_found() {
+        let server = MockServer::start().await;
+        Mock::given(path("/job/x/12/logText/progressiveText"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        let err = get_log_file(&jenkins(&server), "worker.log")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn jenkins_ping_reads_the_build_status() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/job/x/12/api/json"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": "12", "result": null})),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/job/x/12/api/json"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": "12", "result": "FAILURE"})),
+            )
+            .mount(&server)
+            .await;
+        let bc = jenkins(&server);
+        ping(&bc, "run-1").await.unwrap();
+        assert_eq!(
+            ping(&bc, "run-1").await,
+            Err(BackchannelError::Fatal(
+                "Jenkins lists job 12 for run run-1 as failed".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn jenkins_ping_failures() {
+        let server = MockServer::start().await;
+        let url = format!("{}/job/x/12", server.uri());
+        assert_eq!(
+            ping(&jenkins(&server), "r").await,
+            Err(BackchannelError::Fatal(format!(
+                "Jenkins job {url} has disappeared"
+            )))
+        );
+
+        let server = MockServer::start().await;
+        Mock::given(path("/job/x/12/api/json"))
+            .respond_with(ResponseTemplate::new(500))
+            .mount(&server)
+            .await;
+        assert!(matches!(
+            ping(&jenkins(&server), "r").await,
+            Err(BackchannelError::Unreachable(_))
+        ));
+
+        let server = MockServer::start().await;
+        Mock::given(path("/job/x/12/api/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("<html>"))
+            .mount(&server)
+            .await;
+        assert!(matches!(
+            ping(&jenkins(&server), "r").await,
+            Err(BackchannelError::Invalid(_))
+        ));
+
+        let dead = Backchannel::Jenkins {
+            my_url: dead_url().await,
+        };
+        assert!(matches!(
+            ping(&dead, "r").await,
+            Err(BackchannelError::Unreachable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn https_fails_cleanly_without_tls() {
+        let bc = Backchannel::Polling {
+            my_url: "https://127.0.0.1:9/".into(),
+        };
+        let err = ping(&bc, "r").await.unwrap_err();
+        assert!(
+            matches!(&err, BackchannelError::Unreachable(m) if m.contains("TLS")),
+            "{err:?}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(health))
-        .route("/metrics", get(|| todo_route("metrics")))
+        .route("/metrics", get(super::routes::metrics::metrics))
         .route("/status", get(|| todo_route("status")))
         .route(
             "/active-runs",
@@ -20,9 +20,9 @@ pub fn router(state: AppState) -> Router {
         .route("/active-runs/+peek", get(|| todo_route("peek")))
         .route("/active-runs/{run_id}", get(|| todo_route("get-active-run")))
         .route("/active-runs/{run_id}/finish", post(|| todo_route("finish")))
-        .route("/log/{run_id}", get(|| todo_route("log-index")))
-        .route("/log/{run_id}/{filename}", get(|| todo_route("log")))
-        .route("/kill/{run_id}", post(|| todo_route("kill")))
+        .route("/log/{run_id}", get(super::routes::logs::log_index))
+        .route("/log/{run_id}/{filename}", get(super::routes::logs::log))
+        .route("/kill/{run_id}", post(super::routes::logs::kill))
         .route("/queue", get(|| todo_route("queue")))
         .route("/queue/position", get(|| todo_route("queue-position")))
         .route("/schedule", post(|| todo_route("schedule")))
@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/candidates/{id}", axum::routing::delete(|| todo_route("delete-candidate")))
         .fallback(|| async { not_found_page() })
         .layer(axum::middleware::map_response(framework_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::metrics_layer::track))
         .with_state(state)
 }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub mod metrics_layer;
 pub mod routes;
 pub mod public;
 

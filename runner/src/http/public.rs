@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { not_found_page() })
         .layer(axum::middleware::map_response(framework_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::metrics_layer::track))
         .with_state(state)
 }
 
