@@ -234,6 +234,39 @@ impl Normalizer {
     }
 }
 
+/// Normalise a whole outputs document (`steps`, `db_after`, `redis_after`,
+/// `files_after`, `fake_worker_requests`) in FORMAT.md's traversal order.
+pub fn normalize_document(norm: &mut Normalizer, doc: &Value) -> Value {
+    let mut out = Map::new();
+    let steps: Vec<Value> = doc["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|st| {
+            let request = norm.value(&st["request"]);
+            let response = norm.value(&st["response"]);
+            serde_json::json!({"request": request, "response": response})
+        })
+        .collect();
+    out.insert("steps".into(), Value::Array(steps));
+    let mut tables = Map::new();
+    if let Some(db) = doc["db_after"].as_object() {
+        let mut names: Vec<&String> = db.keys().collect();
+        names.sort();
+        for name in names {
+            let rows = db[name].as_array().cloned().unwrap_or_default();
+            tables.insert(name.clone(), Value::Array(norm.table_rows(&rows)));
+        }
+    }
+    out.insert("db_after".into(), Value::Object(tables));
+    let keys = norm.value(&doc["redis_after"]["keys"]);
+    let published = norm.value(&doc["redis_after"]["published"]);
+    out.insert("redis_after".into(), serde_json::json!({"keys": keys, "published": published}));
+    out.insert("files_after".into(), norm.value(&doc["files_after"]));
+    out.insert("fake_worker_requests".into(), norm.value(&doc["fake_worker_requests"]));
+    Value::Object(out)
+}
+
 /// Parse a timestamp as rule 3 reads it: aware values converted to UTC,
 /// naive ones taken as UTC.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
