@@ -325,6 +325,128 @@ mod tests {
         );
     }
 
+    /// A private redis-server on a Unix socket, killed when dropped.
+    struct TestRedis {
+        _dir: tempfile::TempDir,
+        _proc: tokio::process::Child,
+        url: String,
+    }
+
+    async fn test_redis() -> TestRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("redis.sock");
+        let proc = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (ci/setup.sh installs it)");
+        let url = format!("redis+unix://{}", socket.display());
+        for _ in 0..1000 {
+            if let Ok(c) = redis::Client::open(url.as_str()) {
+                if c.get_multiplexed_async_connection().await.is_ok() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        TestRedis {
+            _dir: dir,
+            _proc: proc,
+            url,
+        }
+    }
+
+    async fn test_app(redis_url: &str, clock: Arc<ManualClock>) -> App {
+        let client = redis::Client::open(redis_url).unwrap();
+        App {
+            // Never used by the watchdog: a lazy pool opens no connection.
+            db: sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap(),
+            redis: redis::aio::ConnectionManager::new(client).await.unwrap(),
+            clock,
+            settings: crate::settings::Settings::new("postgres://unused", redis_url),
+            config: crate::config::parse_config("").unwrap(),
+            background: crate::background::Background::new(1),
+            metrics: crate::metrics::Metrics::new(),
+        }
+    }
+
+    async fn store(app: &App, run: &ActiveRun) {
+        let mut r = app.redis.clone();
+        let json = crate::pyjson::to_string(&run.to_json(&app.clock.now_naive()));
+        r.hset::<_, _, _, ()>(state::ACTIVE_RUNS, &run.log_id, json)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sweep_pings_due_runs_records_keepalives_and_returns_aborts() {
+        let redis = test_redis().await;
+        let start = chrono::DateTime::parse_from_rfc3339("2020-02-02T10:00:00Z")
+            .unwrap()
+            .into();
+        let clock = Arc::new(ManualClock::new(start));
+        let app = test_app(&redis.url, clock.clone()).await;
+
+        let alive = MockServer::start().await;
+        Mock::given(path("/log-id"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("alive"))
+            .mount(&alive)
+            .await;
+        let mut alive_run = run_with(Backchannel::Polling {
+            my_url: format!("{}/", alive.uri()),
+        });
+        alive_run.log_id = "alive".into();
+        let mut silent_run = run_with(Backchannel::None);
+        silent_run.log_id = "silent".into();
+        // Recently heard from: not pinged at all.
+        let fresh = MockServer::start().await;
+        let mut fresh_run = run_with(Backchannel::Polling {
+            my_url: format!("{}/", fresh.uri()),
+        });
+        fresh_run.log_id = "fresh".into();
+        for run in [&alive_run, &silent_run, &fresh_run] {
+            store(&app, run).await;
+        }
+        let mut r = app.redis.clone();
+        r.hset::<_, _, _, ()>(state::ACTIVE_RUNS, "junk", "{not json")
+            .await
+            .unwrap();
+        clock.advance(TimeDelta::minutes(61));
+        state::keepalive(&app, "fresh").await.unwrap();
+        clock.advance(TimeDelta::minutes(5));
+
+        let aborts = sweep(&app).await.unwrap();
+        let got: Vec<_> = aborts
+            .iter()
+            .map(|(run, a)| (run.log_id.as_str(), a.code, a.description.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(
+                "silent",
+                "worker-timeout",
+                "No keepalives received in 1:06:00."
+            )]
+        );
+        let keepalives = state::keepalives(&app).await.unwrap();
+        assert_eq!(keepalives.get("alive"), Some(&clock.now_naive()));
+        assert!(!keepalives.contains_key("silent"));
+        assert!(fresh.received_requests().await.unwrap().is_empty());
+        assert_eq!(alive.received_requests().await.unwrap().len(), 1);
+    }
+
     fn run_with(bc: Backchannel) -> ActiveRun {
         let v = serde_json::json!({
             "queue_id": 1, "id": "run-1", "codebase": "c", "change_set": null,
