@@ -7,6 +7,7 @@ pub mod check;
 pub mod compare;
 pub mod fixtures;
 pub mod ledger;
+pub mod load;
 pub mod normalize;
 pub mod record;
 pub mod replay;

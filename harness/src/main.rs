@@ -54,6 +54,37 @@ enum Cmd {
         /// Scenario files or directories (default: scenarios/).
         scenarios: Vec<PathBuf>,
     },
+    /// Simulated workers looping assign → finish against a live runner.
+    Load {
+        #[command(subcommand)]
+        action: Option<LoadAction>,
+        /// Runner base URL (the admin app, or the public app with --public).
+        #[arg(long)]
+        url: Option<String>,
+        /// Use the public (worker) routes with Basic auth.
+        #[arg(long)]
+        public: bool,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Open loop: cycles per second (default: closed loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The runner's pid, for CPU per cycle and peak RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Count double hand-outs in this database afterwards.
+        #[arg(long)]
+        check_db: Option<String>,
+    },
     /// Run the same scenarios against two live runners and show differences.
     Diff {
         #[arg(long, num_args = 1, required = true)]
@@ -61,6 +92,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
         scenarios: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoadAction {
+    /// Prepare a queue of N items (varied priorities, every bucket) and a worker `load`/`load`.
+    Seed {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 100_000)]
+        items: u64,
+        #[arg(long, default_value = "lintian-fixes")]
+        campaign: String,
     },
 }
 
@@ -156,6 +200,39 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                         println!("{:<45} FAILED: {e:#}", s.name);
                     }
                 }
+            }
+            Ok(ok)
+        }
+        Cmd::Load { action: Some(LoadAction::Seed { db, items, campaign }), .. } => {
+            janitor_harness::load::seed(&db, items, &campaign).await?;
+            println!("seeded {items} queue items for campaign {campaign}");
+            Ok(true)
+        }
+        Cmd::Load { action: None, url, public, user, password, workers, duration, rate, pid, out, check_db } => {
+            let url = url.ok_or_else(|| anyhow::anyhow!("load needs --url"))?;
+            let since = chrono::Utc::now().naive_utc();
+            let opts = janitor_harness::load::LoadOptions {
+                url,
+                public,
+                user,
+                password,
+                workers,
+                duration: Duration::from_secs_f64(duration),
+                rate,
+                pid,
+            };
+            let mut report = janitor_harness::load::run(opts).await?;
+            let mut ok = report["errors"].as_object().is_none_or(|e| e.is_empty());
+            if let Some(db) = check_db {
+                let (items, extra) = janitor_harness::load::check_db(&db, since).await?;
+                report["db_double_handouts"] = serde_json::json!({"items": items, "extra_runs": extra});
+                ok &= items == 0;
+            }
+            ok &= report["double_handouts_seen_by_clients"].as_u64() == Some(0);
+            let text = serde_json::to_string_pretty(&report)?;
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(out, &text)?;
             }
             Ok(ok)
         }
