@@ -13,6 +13,8 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v git >/dev/null || need_apt+=(git)
 python3 -c 'import venv' 2>/dev/null || need_apt+=(python3-venv)
+# breezyshim links libpython (pyo3).
+python3-config --ldflags >/dev/null 2>&1 || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ci/setup.sh: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
