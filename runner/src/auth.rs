@@ -1,1 +1,97 @@
-//! See runner-internals.md.
+//! Worker authentication for the public app (runner-http-api.md §1): HTTP
+//! Basic credentials checked against `worker.password` with pgcrypto's
+//! `crypt()`.
+
+use base64::Engine;
+use sqlx::PgPool;
+
+/// Why a request is not authenticated. Every case answers 401 (QH-1: a
+/// malformed header is a 401 here, not upstream's 500).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("worker login required")]
+    Missing,
+    #[error("malformed Authorization header")]
+    Malformed,
+    #[error("invalid worker credentials")]
+    Invalid,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// `(login, password)` of a Basic `Authorization` header value.
+pub fn parse_basic(header: &str) -> Result<(String, String), AuthError> {
+    if header.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    let (scheme, rest) = header.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthError::Malformed);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| AuthError::Malformed)?;
+    // latin-1: every byte is the code point of the same value.
+    let text: String = raw.iter().map(|&b| b as char).collect();
+    let (login, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
+    Ok((login.to_string(), password.to_string()))
+}
+
+/// The worker name if `header` carries valid credentials.
+///
+/// Unknown names cost the same as known ones: crypt() always runs, against
+/// the stored hash of the name when it exists, else against another
+/// worker's hash (same algorithm and cost) or a fixed one; only a found name
+/// whose hash matches is accepted.
+pub async fn check_worker(db: &PgPool, header: Option<&str>) -> Result<String, AuthError> {
+    let (login, password) = parse_basic(header.unwrap_or_default())?;
+    let (found, matches): (bool, bool) = sqlx::query_as(
+        "SELECT h.found, crypt($2, h.hash) = h.hash FROM ( \
+           SELECT EXISTS (SELECT 1 FROM worker WHERE name = $1) AS found, \
+                  COALESCE((SELECT password FROM worker WHERE name = $1), \
+                           (SELECT password FROM worker ORDER BY name LIMIT 1), \
+                           '$1$dummysal$5bLo2Ukw4.xQo1cX3Bz2E/') AS hash \
+         ) AS h",
+    )
+    .bind(&login)
+    .bind(&password)
+    .fetch_one(db)
+    .await?;
+    if found && matches {
+        Ok(login)
+    } else {
+        Err(AuthError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_parsing() {
+        assert_eq!(
+            parse_basic("Basic d29ya2VyLTE6czNjcmV0").unwrap(),
+            ("worker-1".into(), "s3cret".into())
+        );
+        assert_eq!(
+            parse_basic("bAsIc d29ya2VyLTE6czNjcmV0").unwrap().0,
+            "worker-1"
+        );
+        // latin-1 decoding of non-UTF-8 bytes: "\xe9:x"
+        assert_eq!(parse_basic("Basic 6Tp4").unwrap(), ("é".into(), "x".into()));
+        assert!(matches!(parse_basic(""), Err(AuthError::Missing)));
+        assert!(matches!(
+            parse_basic("Bearer abc"),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            parse_basic("Basic !!!"),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            parse_basic("Basic bm9jb2xvbg=="),
+            Err(AuthError::Malformed)
+        ));
+    }
+}

@@ -1,1 +1,550 @@
-//! See runner-internals.md.
+//! VCS access for the assignment (runner-internals.md §4.3, §4.4, §6.8):
+//! opening a codebase's main branch, and the public VCS managers that give
+//! `cached_url`, `target_repository.url` and the VCS-store resume branch.
+//!
+//! Branch access sits behind [`BranchOpener`] so the assignment logic can be
+//! tested without repositories. [`default_opener`] uses Breezy (through
+//! breezyshim), as upstream does; where Breezy cannot be loaded it falls back
+//! to the `git` CLI (`git ls-remote --symref`), with which non-git branches
+//! fail to open, ending as any unopenable branch does upstream.
+
+use futures::future::BoxFuture;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::Command;
+
+/// How long opening a branch may take before it counts as a failure (§4.3).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a VCS-store lookup may take before it counts as "no resume" (§4.4).
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A successfully opened branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedBranch {
+    /// The URL of the branch's control directory, without segment
+    /// parameters (Breezy's `user_url`, trailing `/` included).
+    pub user_url: String,
+    /// The colocated branch name (`None`: the repository has no notion of one).
+    pub name: Option<String>,
+    /// Detected VCS type, lower-case (`git`, `bzr`).
+    pub vcs_type: String,
+    /// Names of every branch colocated in the same control directory.
+    pub colocated: BTreeSet<String>,
+}
+
+impl OpenedBranch {
+    /// silver-platter `full_branch_url`, trailing `/` stripped as the runner does.
+    pub fn full_url(&self) -> String {
+        let url = match self.name.as_deref() {
+            None => self.user_url.clone(),
+            Some(name) => {
+                let (base, mut params) = crate::urlutils::split_segment_parameters(&self.user_url)
+                    .unwrap_or_else(|_| (self.user_url.clone(), Default::default()));
+                if !name.is_empty() {
+                    params.insert("branch".into(), quote_all(name));
+                }
+                crate::urlutils::join_segment_parameters(&base, &params).unwrap_or(base)
+            }
+        };
+        url.trim_end_matches('/').to_string()
+    }
+}
+
+/// Why a branch could not be opened. Every variant ends the same way in the
+/// assignment (no colocated branches, raw URL kept); the distinction is for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("branch open timed out")]
+    Timeout,
+    #[error("branch unavailable: {0}")]
+    Unavailable(String),
+    /// A branch of a type the runner cannot hand out (upstream raises: 500).
+    #[error("unsupported vcs type {0}")]
+    UnsupportedVcs(String),
+}
+
+pub trait BranchOpener: Send + Sync {
+    /// Open the branch at `url`, preferring probers for `vcs_type`.
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        vcs_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<OpenedBranch, OpenError>>;
+}
+
+/// Opens branches with Breezy (every prober, a fresh transport each time, as
+/// upstream effectively does). Construct with [`BreezyOpener::new`].
+#[derive(Debug, Clone)]
+pub struct BreezyOpener {
+    _loaded: (),
+}
+
+impl BreezyOpener {
+    /// Load Breezy. If it is not importable as is, the project's virtualenv
+    /// (`$JANITOR_VENV` or `.venv` in the workspace) is added to `sys.path`.
+    pub fn new() -> Result<BreezyOpener, String> {
+        use pyo3::types::PyAnyMethods;
+        pyo3::Python::initialize();
+        pyo3::Python::attach(|py| -> Result<(), String> {
+            if py.import("breezy").is_ok() {
+                return Ok(());
+            }
+            let sys = py.import("sys").map_err(|e| e.to_string())?;
+            let path = sys.getattr("path").map_err(|e| e.to_string())?;
+            for dir in venv_site_packages() {
+                path.call_method1("insert", (0, dir.display().to_string()))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })?;
+        breezyshim::try_init().map_err(|e| e.to_string())?;
+        Ok(BreezyOpener { _loaded: () })
+    }
+}
+
+/// `site-packages` folders of the candidate virtualenvs.
+fn venv_site_packages() -> Vec<PathBuf> {
+    let mut venvs: Vec<PathBuf> = Vec::new();
+    if let Some(v) = std::env::var_os("JANITOR_VENV") {
+        venvs.push(v.into());
+    }
+    venvs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let mut out = Vec::new();
+    for venv in venvs {
+        let Ok(entries) = std::fs::read_dir(venv.join("lib")) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let site = e.path().join("site-packages");
+            if e.file_name().to_string_lossy().starts_with("python3") && site.is_dir() {
+                out.push(site);
+            }
+        }
+    }
+    out
+}
+
+fn breezy_open(url: &str) -> Result<OpenedBranch, OpenError> {
+    use breezyshim::branch::Branch;
+    use breezyshim::foreign::VcsType;
+    let parsed = url::Url::parse(url).map_err(|e| OpenError::Unavailable(e.to_string()))?;
+    let branch = breezyshim::branch::open_as_generic(&parsed)
+        .map_err(|e| OpenError::Unavailable(format!("{e:?}")))?;
+    let vcs_type = match branch.vcs_type() {
+        VcsType::Git => "git",
+        VcsType::Bazaar => "bzr",
+        other => return Err(OpenError::UnsupportedVcs(format!("{other:?}"))),
+    };
+    let colocated = branch
+        .controldir()
+        .branch_names()
+        .map(|names| names.into_iter().collect())
+        .unwrap_or_default();
+    Ok(OpenedBranch {
+        user_url: branch.get_user_url().to_string(),
+        name: branch.name(),
+        vcs_type: vcs_type.to_string(),
+        colocated,
+    })
+}
+
+impl BranchOpener for BreezyOpener {
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        _vcs_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<OpenedBranch, OpenError>> {
+        Box::pin(async move {
+            let owned = url.to_string();
+            // The thread goes on after a timeout, as Python's executor does.
+            let job = tokio::task::spawn_blocking(move || breezy_open(&owned));
+            match tokio::time::timeout(OPEN_TIMEOUT, job).await {
+                Err(_) => Err(OpenError::Timeout),
+                Ok(Err(join)) => Err(OpenError::Unavailable(join.to_string())),
+                Ok(Ok(r)) => r,
+            }
+        })
+    }
+}
+
+/// The process-wide opener: Breezy when it loads, else the git CLI.
+pub fn default_opener() -> &'static dyn BranchOpener {
+    static OPENER: std::sync::OnceLock<Box<dyn BranchOpener>> = std::sync::OnceLock::new();
+    OPENER
+        .get_or_init(|| match BreezyOpener::new() {
+            Ok(b) => Box::new(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "Breezy unavailable; opening branches with the git CLI");
+                Box::new(GitCliOpener)
+            }
+        })
+        .as_ref()
+}
+
+/// `urllib.parse.quote(s, safe="")`.
+fn quote_all(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Opens git branches with the git CLI.
+#[derive(Debug, Clone, Default)]
+pub struct GitCliOpener;
+
+impl BranchOpener for GitCliOpener {
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        vcs_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<OpenedBranch, OpenError>> {
+        Box::pin(async move {
+            // Upstream's binding ignores the preferred type and tries every
+            // prober, so the codebase's vcs_type does not restrict anything.
+            let _ = vcs_type;
+            match tokio::time::timeout(OPEN_TIMEOUT, open_git(url)).await {
+                Ok(r) => r,
+                Err(_) => Err(OpenError::Timeout),
+            }
+        })
+    }
+}
+
+/// `git ls-remote --symref` lists the branches and says where HEAD points.
+async fn open_git(url: &str) -> Result<OpenedBranch, OpenError> {
+    let (base, params) = crate::urlutils::split_segment_parameters(url)
+        .map_err(|e| OpenError::Unavailable(e.to_string()))?;
+    let output = Command::new("git")
+        .arg("ls-remote")
+        .arg("--symref")
+        .arg("--")
+        .arg(&base)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| OpenError::Unavailable(e.to_string()))?;
+    if !output.status.success() {
+        return Err(OpenError::Unavailable(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let (head, branches) = parse_ls_remote(&listing);
+    let name = match params.get("branch") {
+        Some(b) => crate::urlutils::unescape(b),
+        None => head.ok_or_else(|| OpenError::Unavailable("no HEAD".into()))?,
+    };
+    if !branches.contains(&name) {
+        return Err(OpenError::Unavailable(format!("no branch {name}")));
+    }
+    let mut user_url = base;
+    if !user_url.ends_with('/') {
+        user_url.push('/');
+    }
+    Ok(OpenedBranch {
+        user_url,
+        name: Some(name),
+        vcs_type: "git".into(),
+        colocated: branches,
+    })
+}
+
+/// HEAD's branch (if symbolic) and every `refs/heads/*` name.
+fn parse_ls_remote(listing: &str) -> (Option<String>, BTreeSet<String>) {
+    let mut head = None;
+    let mut branches = BTreeSet::new();
+    for line in listing.lines() {
+        if let Some(rest) = line.strip_prefix("ref: ") {
+            if let Some((target, "HEAD")) = rest.split_once('\t') {
+                head = target.strip_prefix("refs/heads/").map(str::to_string);
+            }
+        } else if let Some((_, r)) = line.split_once('\t') {
+            if let Some(b) = r.strip_prefix("refs/heads/") {
+                branches.insert(b.to_string());
+            }
+        }
+    }
+    (head, branches)
+}
+
+/// silver-platter `pick_additional_colocated_branches`: the well-known
+/// Debian packaging branches that exist next to the main branch.
+pub fn debian_colocated_branches(branch: &OpenedBranch) -> Vec<String> {
+    let main = branch.name.clone().unwrap_or_default();
+    let mut wanted = vec![
+        "pristine-tar".to_string(),
+        "pristine-lfs".to_string(),
+        "upstream".to_string(),
+        format!("patch-queue/{main}"),
+    ];
+    if let Some(rest) = main.strip_prefix("debian/") {
+        wanted.push(format!("upstream/{rest}"));
+    }
+    let mut out: Vec<String> = wanted
+        .into_iter()
+        .filter(|n| branch.colocated.contains(n))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A public VCS manager (§6.8).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VcsManager {
+    LocalGit(PathBuf),
+    LocalBzr(PathBuf),
+    RemoteGit(String),
+    RemoteBzr(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("unsupported vcs {0}")]
+    UnsupportedVcs(String),
+    #[error("invalid VCS location part {0:?}")]
+    Malformed(String),
+}
+
+/// `get_vcs_managers(location)`: `(vcs type, manager)` pairs.
+pub fn parse_managers(location: &str) -> Result<Vec<(String, VcsManager)>, ManagerError> {
+    let make = |kind: &str, loc: &str| -> Result<VcsManager, ManagerError> {
+        let remote = loc.contains(':');
+        Ok(match (kind, remote) {
+            ("git", false) => VcsManager::LocalGit(PathBuf::from(loc)),
+            ("bzr", false) => VcsManager::LocalBzr(PathBuf::from(loc)),
+            ("git", true) => VcsManager::RemoteGit(loc.trim_end_matches('/').to_string()),
+            ("bzr", true) => VcsManager::RemoteBzr(loc.trim_end_matches('/').to_string()),
+            (other, _) => return Err(ManagerError::UnsupportedVcs(other.to_string())),
+        })
+    };
+    if !location.contains('=') {
+        let base = location.trim_end_matches('/');
+        return Ok(vec![
+            ("bzr".into(), make("bzr", &format!("{base}/bzr"))?),
+            ("git".into(), make("git", &format!("{base}/git"))?),
+        ]);
+    }
+    location
+        .split(',')
+        .map(|part| {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| ManagerError::Malformed(part.to_string()))?;
+            Ok((k.to_string(), make(k, v)?))
+        })
+        .collect()
+}
+
+/// RFC 3986 resolution of `reference` against `base` (the binding's `join`).
+fn url_join(base: &str, reference: &str) -> String {
+    match url::Url::parse(base).and_then(|b| b.join(reference)) {
+        Ok(u) => u.to_string(),
+        Err(_) => format!("{base}/{reference}"),
+    }
+}
+
+impl VcsManager {
+    /// URL of branch `branch` of `codebase` in this store.
+    pub fn branch_url(&self, codebase: &str, branch: &str) -> String {
+        match self {
+            VcsManager::LocalGit(dir) => {
+                format!("file://{}/{codebase},branch={branch}", dir.display())
+            }
+            VcsManager::LocalBzr(dir) => format!("file://{}/{codebase}/{branch}", dir.display()),
+            // The binding's effective URLs (QI-11): the base's last segment is replaced.
+            VcsManager::RemoteGit(base) => format!("{},branch={branch}", url_join(base, codebase)),
+            VcsManager::RemoteBzr(base) => {
+                url_join(&url_join(base, &format!("{codebase}/")), branch)
+            }
+        }
+    }
+
+    /// URL of the codebase's repository in this store. A local store whose
+    /// directory does not exist is an error (upstream canonicalises it).
+    pub fn repository_url(&self, codebase: &str) -> std::io::Result<String> {
+        match self {
+            VcsManager::LocalGit(dir) | VcsManager::LocalBzr(dir) => {
+                let canonical = std::fs::canonicalize(dir)?;
+                Ok(format!("file://{}/{codebase}", canonical.display()))
+            }
+            VcsManager::RemoteGit(base) | VcsManager::RemoteBzr(base) => {
+                Ok(url_join(base, codebase))
+            }
+        }
+    }
+
+    /// The tip of branch `branch` of `codebase` in a local git store, as a
+    /// Breezy revision id, with the branch's URL. Other stores are not read
+    /// by this port: they yield no resume branch.
+    pub async fn branch_tip(&self, codebase: &str, branch: &str) -> Option<(String, String)> {
+        let VcsManager::LocalGit(dir) = self else {
+            return None;
+        };
+        let repo = dir.join(codebase);
+        if !Path::new(&repo).is_dir() {
+            return None;
+        }
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir(&repo))
+            .arg("rev-parse")
+            .arg("--verify")
+            .arg("--quiet")
+            .arg(format!("refs/heads/{branch}^{{commit}}"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let url = format!("file://{}/,branch={}", repo.display(), quote_all(branch));
+        Some((format!("git-v1:{sha}"), url))
+    }
+}
+
+/// A bare repository is its own git dir; a working tree keeps it in `.git`.
+fn git_dir(repo: &Path) -> PathBuf {
+    let dotgit = repo.join(".git");
+    if dotgit.exists() {
+        dotgit
+    } else {
+        repo.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_url_appends_the_branch_name_and_strips_slashes() {
+        let b = OpenedBranch {
+            user_url: "file:///tmp/r/".into(),
+            name: Some("main".into()),
+            vcs_type: "git".into(),
+            colocated: BTreeSet::new(),
+        };
+        assert_eq!(b.full_url(), "file:///tmp/r/,branch=main");
+        let b = OpenedBranch {
+            name: Some("debian/sid".into()),
+            ..b
+        };
+        assert_eq!(b.full_url(), "file:///tmp/r/,branch=debian%2Fsid");
+        let b = OpenedBranch { name: None, ..b };
+        assert_eq!(b.full_url(), "file:///tmp/r");
+    }
+
+    #[test]
+    fn ls_remote_listing_gives_head_and_branches() {
+        let listing = "ref: refs/heads/main\tHEAD\nabc\tHEAD\nabc\trefs/heads/main\n\
+                       def\trefs/heads/upstream\n123\trefs/tags/v1\n";
+        let (head, branches) = parse_ls_remote(listing);
+        assert_eq!(head.as_deref(), Some("main"));
+        assert_eq!(
+            branches.into_iter().collect::<Vec<_>>(),
+            ["main", "upstream"]
+        );
+    }
+
+    #[test]
+    fn debian_colocated_branches_keeps_only_existing_well_known_names() {
+        let b = OpenedBranch {
+            user_url: "file:///r/".into(),
+            name: Some("debian/sid".into()),
+            vcs_type: "git".into(),
+            colocated: ["debian/sid", "upstream/sid", "pristine-tar", "feature"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        };
+        assert_eq!(
+            debian_colocated_branches(&b),
+            ["pristine-tar", "upstream/sid"]
+        );
+    }
+
+    #[test]
+    fn managers_from_a_plain_location_and_their_urls() {
+        let m = parse_managers("/srv/vcs/").unwrap();
+        assert_eq!(
+            m[1],
+            ("git".into(), VcsManager::LocalGit("/srv/vcs/git".into()))
+        );
+        assert_eq!(
+            m[1].1.branch_url("foo", "debian/latest"),
+            "file:///srv/vcs/git/foo,branch=debian/latest"
+        );
+        assert_eq!(
+            m[0].1.branch_url("foo", "x/main"),
+            "file:///srv/vcs/bzr/foo/x/main"
+        );
+        let r = parse_managers("git=https://h/git").unwrap();
+        assert_eq!(
+            r[0].1.branch_url("foo", "main"),
+            "https://h/foo,branch=main"
+        );
+        assert_eq!(r[0].1.repository_url("foo").unwrap(), "https://h/foo");
+        assert!(parse_managers("hg=/x").is_err());
+        assert!(parse_managers("git=/x,bzr").is_err());
+    }
+
+    /// A repository with `main` checked out and an `upstream` branch.
+    fn local_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .env("GIT_AUTHOR_NAME", "a")
+                .env("GIT_AUTHOR_EMAIL", "a@b")
+                .env("GIT_COMMITTER_NAME", "a")
+                .env("GIT_COMMITTER_EMAIL", "a@b")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "x"]);
+        git(&["branch", "upstream"]);
+        dir
+    }
+
+    async fn check_opener(opener: &dyn BranchOpener) {
+        let dir = local_repo();
+        let url = format!("file://{}", dir.path().display());
+        let b = opener.open(&url, Some("git")).await.unwrap();
+        assert_eq!(b.vcs_type, "git");
+        assert_eq!(b.full_url(), format!("{url}/,branch=main"));
+        assert_eq!(debian_colocated_branches(&b), ["upstream"]);
+        // The preferred type does not restrict the probers (upstream ignores it).
+        assert!(opener.open(&url, Some("hg")).await.is_ok());
+        let missing = format!("file://{}/nope", dir.path().display());
+        assert!(opener.open(&missing, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn git_cli_opens_a_local_git_repository() {
+        check_opener(&GitCliOpener).await;
+    }
+
+    #[tokio::test]
+    async fn breezy_opens_a_local_git_repository() {
+        let opener = BreezyOpener::new().expect("breezy importable (ci/setup.sh installs it)");
+        check_opener(&opener).await;
+    }
+}

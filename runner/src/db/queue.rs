@@ -121,3 +121,100 @@ pub async fn delete_for(
         .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Assignment (runner-internals.md §3): picking the next item, deleting items.
+// ---------------------------------------------------------------------------
+
+/// A queue row joined with its codebase's VCS location.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct NextItem {
+    pub id: i32,
+    pub command: Option<String>,
+    pub context: Option<String>,
+    pub estimated_duration: Option<PgInterval>,
+    pub campaign: String,
+    pub refresh: Option<bool>,
+    pub requester: Option<String>,
+    pub change_set: Option<String>,
+    pub codebase: String,
+    pub vcs_type: Option<String>,
+    pub branch_url: Option<String>,
+    pub subpath: Option<String>,
+}
+
+/// Filters of [`next_item`]; empty ones are left out of the query.
+#[derive(Debug, Clone, Default)]
+pub struct NextItemFilter<'a> {
+    pub codebase: Option<&'a str>,
+    pub campaign: Option<&'a str>,
+    pub exclude_hosts: &'a [String],
+    pub assigned: &'a [i32],
+}
+
+/// The first unclaimed queue item in (bucket, priority, id) order, one
+/// indexed query with LIMIT 1. The host test is upstream's: the authority of
+/// the codebase's branch URL (port included), NULL URLs never excluded.
+pub async fn next_item(
+    conn: &mut PgConnection,
+    filter: &NextItemFilter<'_>,
+) -> sqlx::Result<Option<NextItem>> {
+    let mut sql = String::from(
+        "SELECT queue.id AS id, queue.command AS command, queue.context AS context, \
+         queue.estimated_duration AS estimated_duration, queue.suite::text AS campaign, \
+         queue.refresh AS refresh, queue.requester AS requester, \
+         queue.change_set AS change_set, queue.codebase AS codebase, \
+         codebase.vcs_type::text AS vcs_type, codebase.branch_url AS branch_url, \
+         codebase.subpath AS subpath \
+         FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase",
+    );
+    let mut conditions: Vec<String> = Vec::new();
+    let mut n = 0;
+    if !filter.assigned.is_empty() {
+        n += 1;
+        conditions.push(format!("NOT (queue.id = ANY(${n}::int[]))"));
+    }
+    if filter.codebase.is_some_and(|c| !c.is_empty()) {
+        n += 1;
+        conditions.push(format!("queue.codebase = ${n}"));
+    }
+    if filter.campaign.is_some_and(|c| !c.is_empty()) {
+        n += 1;
+        conditions.push(format!("queue.suite = ${n}"));
+    }
+    if !filter.exclude_hosts.is_empty() {
+        n += 1;
+        conditions.push(format!(
+            "NOT (codebase.branch_url IS NOT NULL AND \
+             SUBSTRING(codebase.branch_url from '.*://(?:[^/@]*@)?([^/]*)') = ANY(${n}::text[]))"
+        ));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT 1");
+    let mut q = sqlx::query_as::<_, NextItem>(&sql);
+    if !filter.assigned.is_empty() {
+        q = q.bind(filter.assigned);
+    }
+    if let Some(c) = filter.codebase.filter(|c| !c.is_empty()) {
+        q = q.bind(c);
+    }
+    if let Some(c) = filter.campaign.filter(|c| !c.is_empty()) {
+        q = q.bind(c);
+    }
+    if !filter.exclude_hosts.is_empty() {
+        q = q.bind(filter.exclude_hosts);
+    }
+    q.fetch_optional(conn).await
+}
+
+/// Delete one queue item (a stored run consumed it).
+pub async fn delete_item(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM queue WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -147,3 +147,170 @@ pub async fn dep_available(
     };
     Ok(row.is_some())
 }
+
+// ---------------------------------------------------------------------------
+// Storing runs (runner-internals.md §7.3), shared by aborts and finishes, and
+// the reads the assignment makes (§4.5, §4.6).
+// ---------------------------------------------------------------------------
+
+/// The columns of a new `run` row. `worker` names that are not in the
+/// `worker` table are stored as NULL (divergence-policy §2: a result is
+/// never lost to the foreign key).
+#[derive(Debug, Clone, Default)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub command: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub result_code: &'a str,
+    pub start_time: Option<NaiveDateTime>,
+    pub finish_time: Option<NaiveDateTime>,
+    pub instigated_context: Option<&'a str>,
+    pub context: Option<&'a str>,
+    pub main_branch_revision: Option<&'a str>,
+    pub revision: Option<&'a str>,
+    pub result: Option<&'a serde_json::Value>,
+    pub suite: &'a str,
+    pub vcs_type: Option<&'a str>,
+    pub branch_url: Option<&'a str>,
+    pub subpath: Option<&'a str>,
+    pub target_branch_url: Option<&'a str>,
+    pub logfilenames: &'a [String],
+    pub value: Option<i32>,
+    pub worker: Option<&'a str>,
+    /// `None` stores NULL; `Some(&[])` an empty array. Items: (name, revision).
+    pub result_tags: Option<&'a [(String, Option<String>)]>,
+    pub resume_from: Option<&'a str>,
+    pub failure_details: Option<&'a serde_json::Value>,
+    pub failure_stage: Option<&'a str>,
+    pub change_set: &'a str,
+    pub failure_transient: Option<bool>,
+    pub codebase: &'a str,
+}
+
+/// `INSERT INTO run` (§7.3). A duplicate id comes back as the database's
+/// unique violation on `run_pkey`.
+pub async fn insert_run(conn: &mut PgConnection, r: &NewRun<'_>) -> sqlx::Result<()> {
+    let (tag_names, tag_revisions): (Vec<String>, Vec<Option<String>>) =
+        r.result_tags.unwrap_or_default().iter().cloned().unzip();
+    sqlx::query(
+        "INSERT INTO run (id, command, description, result_code, start_time, finish_time, \
+         instigated_context, context, main_branch_revision, revision, result, suite, vcs_type, \
+         branch_url, subpath, target_branch_url, logfilenames, value, worker, result_tags, \
+         resume_from, failure_details, failure_stage, change_set, failure_transient, codebase) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::vcs_type, $14, $15, \
+         $16, $17, $18, (SELECT name FROM worker WHERE name = $19), \
+         CASE WHEN $20 THEN COALESCE((SELECT array_agg(ROW(n, v)::result_tag) \
+         FROM unnest($21::text[], $22::text[]) AS t(n, v)), '{}'::result_tag[]) END, \
+         $23, $24, $25, $26, $27, $28)",
+    )
+    .bind(r.id)
+    .bind(r.command)
+    .bind(r.description)
+    .bind(r.result_code)
+    .bind(r.start_time)
+    .bind(r.finish_time)
+    .bind(r.instigated_context)
+    .bind(r.context)
+    .bind(r.main_branch_revision)
+    .bind(r.revision)
+    .bind(r.result.map(sqlx::types::Json))
+    .bind(r.suite)
+    .bind(r.vcs_type)
+    .bind(r.branch_url)
+    .bind(r.subpath)
+    .bind(r.target_branch_url)
+    .bind(r.logfilenames)
+    .bind(r.value)
+    .bind(r.worker)
+    .bind(r.result_tags.is_some())
+    .bind(tag_names)
+    .bind(tag_revisions)
+    .bind(r.resume_from)
+    .bind(r.failure_details.map(sqlx::types::Json))
+    .bind(r.failure_stage)
+    .bind(r.change_set)
+    .bind(r.failure_transient)
+    .bind(r.codebase)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ensure the `change_set` row a run without a change set gets (§7.1).
+pub async fn ensure_change_set(
+    conn: &mut PgConnection,
+    id: &str,
+    campaign: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO change_set (id, campaign) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(campaign)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Highest Debian version built for `codebase` in `distribution` (§4.6).
+pub async fn last_build_version(
+    conn: &mut PgConnection,
+    codebase: &str,
+    distribution: &str,
+) -> sqlx::Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT debian_build.version::text FROM run \
+         INNER JOIN debian_build ON debian_build.run_id = run.id \
+         WHERE run.codebase = $1 AND debian_build.distribution = $2 \
+         ORDER BY debian_build.version DESC LIMIT 1",
+    )
+    .bind(codebase)
+    .bind(distribution)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(v,)| v))
+}
+
+/// A `new_result_branch` row: (role, remote_name, base_revision, revision).
+pub type ResultBranchRow = (String, Option<String>, Option<String>, Option<String>);
+
+/// The run a resume branch continues (§6.7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeRun {
+    pub id: String,
+    pub result: Option<serde_json::Value>,
+    pub publish_status: String,
+    pub branches: Vec<ResultBranchRow>,
+}
+
+/// Newest successful run of `campaign` whose revision is `revision`.
+pub async fn resume_run(
+    conn: &mut PgConnection,
+    campaign: &str,
+    revision: &str,
+) -> sqlx::Result<Option<ResumeRun>> {
+    let row: Option<(String, Option<sqlx::types::Json<serde_json::Value>>, String)> =
+        sqlx::query_as(
+            "SELECT id, result, publish_status::text FROM run \
+             WHERE suite = $1 AND revision = $2 AND result_code = 'success' \
+             ORDER BY finish_time DESC LIMIT 1",
+        )
+        .bind(campaign)
+        .bind(revision)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((id, result, publish_status)) = row else {
+        return Ok(None);
+    };
+    let branches = sqlx::query_as(
+        "SELECT role, remote_name, base_revision, revision FROM new_result_branch \
+         WHERE run_id = $1",
+    )
+    .bind(&id)
+    .fetch_all(conn)
+    .await?;
+    Ok(Some(ResumeRun {
+        id,
+        result: result.map(|j| j.0),
+        publish_status,
+        branches,
+    }))
+}

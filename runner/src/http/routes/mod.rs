@@ -5,6 +5,7 @@ pub mod active_runs;
 pub mod finish;
 pub mod logs;
 pub mod metrics;
+pub mod public_runs;
 pub mod queue;
 pub mod runs;
 pub mod candidates;

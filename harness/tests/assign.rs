@@ -1,0 +1,275 @@
+//! The assignment procedure against a real database and Redis, through the
+//! in-process runner's HTTP apps: claims under concurrency, aborts, request
+//! validation and worker authentication.
+
+use janitor_harness::services::TestServices;
+use janitor_runner::server::Runner;
+use janitor_runner::settings::Settings;
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
+use std::collections::BTreeSet;
+
+const CONFIG: &str = r#"
+distribution {
+  name: "unstable"
+  vendor: "Debian"
+}
+campaign {
+  name: "scratch"
+  default_empty: true
+  debian_build {
+    base_distribution: "unstable"
+  }
+}
+campaign {
+  name: "needs-vcs"
+  generic_build {
+  }
+}
+"#;
+
+struct Env {
+    _services: TestServices,
+    _dir: tempfile::TempDir,
+    runner: Runner,
+    conn: PgConnection,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let services = TestServices::start().await.expect("test services");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::new(&services.db.url, &services.redis.url);
+        settings.listen_address = "127.0.0.1".into();
+        settings.port = 0;
+        settings.public_port = Some(0);
+        settings.config_text = CONFIG.into();
+        settings.watchdog = false;
+        settings.logs_location = Some(dir.path().join("logs").display().to_string());
+        settings.artifact_location = Some(dir.path().join("artifacts").display().to_string());
+        settings.db_max_connections = 5;
+        let runner = Runner::start(settings, janitor_runner::clock::system())
+            .await
+            .expect("runner");
+        let conn = PgConnection::connect(&services.db.url)
+            .await
+            .expect("connect");
+        Env {
+            _services: services,
+            _dir: dir,
+            runner,
+            conn,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.runner.admin_addr)
+    }
+
+    fn public(&self, path: &str) -> String {
+        let addr = self.runner.public_addr.expect("public app");
+        format!("http://{addr}{path}")
+    }
+
+    /// `n` codebases without VCS, each with one `scratch` queue item.
+    async fn seed_items(&mut self, n: usize) {
+        for i in 0..n {
+            self.conn
+                .execute(
+                    format!(
+                        "INSERT INTO codebase (name, vcs_type) VALUES ('c{i}', 'git'); \
+                         INSERT INTO queue (codebase, suite, command, priority) \
+                         VALUES ('c{i}', 'scratch', 'true', {i})"
+                    )
+                    .as_str(),
+                )
+                .await
+                .expect("seed");
+        }
+    }
+
+    async fn assign(&self, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.admin("/active-runs"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_assigns_never_hand_out_an_item_twice() {
+    let mut env = Env::start().await;
+    env.seed_items(20).await;
+    let requests = (0..50).map(|i| env.assign(json!({ "worker": format!("w{i}") })));
+    let results = futures::future::join_all(requests).await;
+    let mut queue_ids = Vec::new();
+    for (status, body) in &results {
+        match status {
+            201 => queue_ids.push(body["queue_id"].as_i64().expect("queue_id")),
+            503 => assert_eq!(body, &json!({"reason": "queue empty"})),
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    let distinct: BTreeSet<i64> = queue_ids.iter().copied().collect();
+    assert_eq!(
+        queue_ids.len(),
+        20,
+        "every item handed out once: {queue_ids:?}"
+    );
+    assert_eq!(distinct.len(), 20, "no item twice: {queue_ids:?}");
+    let (_, runs) = {
+        let resp = env
+            .http
+            .get(env.admin("/active-runs"))
+            .send()
+            .await
+            .expect("list");
+        (resp.status(), resp.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(runs.as_array().map(Vec::len), Some(20));
+}
+
+#[tokio::test]
+async fn items_that_cannot_run_are_aborted_and_the_next_one_assigned() {
+    let mut env = Env::start().await;
+    env.conn
+        .execute(
+            "INSERT INTO codebase (name, vcs_type) VALUES ('novcs', 'git'), ('ok', 'git'); \
+             INSERT INTO queue (codebase, suite, command, priority) VALUES \
+             ('novcs', 'gone-campaign', 'x', 1), ('novcs', 'needs-vcs', 'y', 2), \
+             ('ok', 'scratch', 'A=1 true', 3)",
+        )
+        .await
+        .expect("seed");
+    let (status, body) = env.assign(json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["codebase"], "ok");
+    assert_eq!(body["command"], "true");
+    assert_eq!(body["env"]["A"], "1");
+    env.runner.background_idle().await;
+    let stored: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT result_code, description, worker FROM run ORDER BY result_code")
+            .fetch_all(&mut env.conn)
+            .await
+            .expect("runs");
+    assert_eq!(
+        stored,
+        [
+            (
+                "not-in-vcs".to_string(),
+                "No VCS URL known for codebase.".to_string(),
+                None
+            ),
+            (
+                "unknown-campaign".to_string(),
+                "Campaign gone-campaign unknown".to_string(),
+                None
+            ),
+        ]
+    );
+    let left: Vec<(String,)> = sqlx::query_as("SELECT suite::text FROM queue")
+        .fetch_all(&mut env.conn)
+        .await
+        .expect("queue");
+    assert_eq!(left, [("scratch".to_string(),)]);
+}
+
+#[tokio::test]
+async fn bad_assign_requests_are_400_and_claim_nothing() {
+    let mut env = Env::start().await;
+    env.seed_items(1).await;
+    for body in [
+        json!({"backchannel": {"url": "http://w/"}}),
+        json!({"backchannel": {"kind": "http"}}),
+        json!({"codebase": 5}),
+        json!([1]),
+    ] {
+        let (status, answer) = env.assign(body.clone()).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert!(answer["reason"].is_string());
+    }
+    let (status, _) = env.assign(json!({"campaign": "other"})).await;
+    assert_eq!(status, 503, "the campaign filter works");
+    let (status, body) = env.assign(json!({"campaign": "scratch"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["branch"]["subpath"], "");
+}
+
+#[tokio::test]
+async fn worker_credentials() {
+    let mut env = Env::start().await;
+    env.seed_items(1).await;
+    env.conn
+        .execute("INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', gen_salt('md5')))")
+        .await
+        .expect("worker");
+    let basic = |creds: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    for header in [
+        Some(basic("w1:wrong")),
+        Some(basic("nobody:pw1")),
+        Some("Bearer x".to_string()),
+        Some("Basic ???".to_string()),
+        None,
+    ] {
+        let mut req = env
+            .http
+            .post(env.public("/runner/active-runs"))
+            .json(&json!({}));
+        if let Some(h) = &header {
+            req = req.header("Authorization", h);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), 401, "{header:?}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Basic Realm=\"Janitor\""
+        );
+        assert_eq!(resp.text().await.expect("body"), "worker login required");
+    }
+    // The body is parsed before the credentials are looked at.
+    let resp = env
+        .http
+        .post(env.public("/runner/active-runs"))
+        .body("not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = env
+        .http
+        .post(env.public("/runner/active-runs"))
+        .header("Authorization", basic("w1:pw1"))
+        .json(&json!({"worker": "ignored"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(location.starts_with("/runner/active-runs/"), "{location}");
+    let run: Value = env
+        .http
+        .get(env.public(&location))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(run["worker"], "w1");
+}
