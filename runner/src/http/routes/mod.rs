@@ -10,5 +10,6 @@ pub mod queue;
 pub mod runs;
 pub mod candidates;
 pub mod codebases;
+pub mod fields;
 pub mod schedule;
 pub mod status;
