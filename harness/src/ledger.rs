@@ -27,7 +27,8 @@ pub struct Divergence {
     /// Request JSON keys that must be present with a non-null, non-empty value.
     #[serde(default)]
     pub body_has: Vec<String>,
-    /// Conditions on the request JSON body (path relative to the body).
+    /// Conditions on the request JSON body (path relative to the body). For
+    /// a multipart request the body is the JSON of its `result.json` part.
     #[serde(default)]
     pub request_when: Vec<Check>,
     /// The status the golden recorded.
@@ -113,6 +114,21 @@ pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// The JSON a request carries: its `json` body, or for a multipart upload
+/// the `json` payload of the part whose filename is `result.json`.
+fn request_body(request: &Value) -> &Value {
+    if let Some(parts) = request.get("multipart").and_then(Value::as_array) {
+        if let Some(part) = parts
+            .iter()
+            .rev()
+            .find(|p| p["filename"].as_str() == Some("result.json"))
+        {
+            return &part["json"];
+        }
+    }
+    &request["json"]
+}
+
 pub fn route_matches(pattern: &str, path: &str) -> bool {
     let p: Vec<&str> = pattern.split('/').collect();
     let s: Vec<&str> = path.split('/').collect();
@@ -141,7 +157,7 @@ impl Divergence {
         if resp["status"].as_u64() != Some(self.golden_status as u64) {
             return false;
         }
-        let body = &s.request["json"];
+        let body = request_body(&s.request);
         let has = |k: &String| match body.get(k) {
             None | Some(Value::Null) => false,
             Some(Value::String(x)) => !x.is_empty(),
@@ -368,6 +384,33 @@ reason = "upstream awaits an async generator"
         .unwrap()
         .divergence
         .remove(0)
+    }
+
+    #[test]
+    fn multipart_requests_are_matched_on_their_result_json() {
+        let entry: Divergence = toml::from_str::<Ledger>(
+            r#"
+[[divergence]]
+id = "finish-context"
+method = "POST"
+route = "/active-runs/{run_id}/finish"
+request_when = [{ path = "context", is = "object" }]
+golden_status = 500
+differs = ["response"]
+reason = "r"
+"#,
+        )
+        .unwrap()
+        .divergence
+        .remove(0);
+        let step = |ctx: Value| {
+            scenario(json!([{"request": {"method": "POST", "path": "/active-runs/<uuid:1>/finish",
+                "multipart": [{"name": "f", "filename": "result.json", "json": {"context": ctx}},
+                              {"name": "w", "filename": "worker.log", "text": "x"}]},
+                "response": {"status": 500, "text": "500"}}]))
+        };
+        assert!(entry.applies(&step(json!({"a": 1})), 0));
+        assert!(!entry.applies(&step(json!("text")), 0));
     }
 
     #[test]

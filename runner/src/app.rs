@@ -16,4 +16,5 @@ pub struct App {
     pub config: Config,
     pub background: Background,
     pub metrics: Metrics,
+    pub storage: crate::storage::Storage,
 }

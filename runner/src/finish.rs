@@ -1,1 +1,559 @@
-//! See runner-internals.md.
+//! Finishing runs: the shared finish procedure of both finish routes
+//! (runner-http-api.md §4) and `finish_run`, which stores any finished run,
+//! worker-reported or aborted (runner-internals.md §7).
+//!
+//! Everything a worker sent is validated before anything is stored, so a
+//! refused finish (400) leaves no trace and the run stays active.
+
+use crate::app::App;
+use crate::db;
+use crate::state;
+use crate::storage::{artifacts, logs};
+use crate::types::result::{
+    BuilderResult, DebianResult, InvalidResult, JanitorResult, WorkerResult,
+};
+use crate::types::ActiveRun;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `.changes` files are read whole; anything bigger is not a `.changes` file.
+const MAX_CHANGES_SIZE: u64 = 16 << 20;
+
+/// What the worker uploaded: the files (in a private temporary directory),
+/// their names in upload order, and the `result.json` bytes if sent.
+#[derive(Debug)]
+pub struct Upload {
+    pub dir: tempfile::TempDir,
+    pub filenames: Vec<String>,
+    pub result_json: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FinishError {
+    #[error("Missing result JSON")]
+    MissingResult,
+    #[error(transparent)]
+    Invalid(#[from] InvalidResult),
+    /// The run row exists already (a second finish of the same run).
+    #[error("{0}")]
+    RunExists(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for FinishError {
+    fn from(e: sqlx::Error) -> Self {
+        FinishError::Internal(e.into())
+    }
+}
+
+/// What a successful finish answers with.
+#[derive(Debug)]
+pub struct Finished {
+    pub filenames: Vec<String>,
+    pub logs: Vec<String>,
+    /// `None` without a build target or after a failed upload.
+    pub artifacts: Option<Vec<String>>,
+    pub result: JanitorResult,
+}
+
+/// Python's `is_log_filename` (runner-internals.md §15.1).
+pub fn is_log_filename(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        [.., "log"] => true,
+        [_, "log", n] => n.chars().all(char::is_numeric),
+        _ => false,
+    }
+}
+
+/// Names of the regular files in `dir` that are logs, in listing order.
+pub fn gather_logs(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str() {
+            if is_log_filename(name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The fields of a `.changes` file the runner uses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Changes {
+    pub source: Option<String>,
+    pub version: Option<String>,
+    pub distribution: Option<String>,
+    /// Names in the `Files` field.
+    pub files: Vec<String>,
+}
+
+/// Parse the first deb822 paragraph of a `.changes` file (an OpenPGP
+/// clear-signature wrapper is skipped). Field names are case-insensitive.
+pub fn parse_changes(text: &str) -> Changes {
+    let mut lines = text.lines().peekable();
+    if lines
+        .peek()
+        .is_some_and(|l| l.starts_with("-----BEGIN PGP SIGNED MESSAGE-----"))
+    {
+        // Armor headers end at the first blank line.
+        for l in lines.by_ref() {
+            if l.trim().is_empty() {
+                break;
+            }
+        }
+    }
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut started = false;
+    for line in lines {
+        if line.starts_with("-----BEGIN PGP SIGNATURE-----") {
+            break;
+        }
+        if line.trim().is_empty() {
+            if started {
+                break;
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = fields.last_mut() {
+                v.push('\n');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            started = true;
+            fields.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    Changes {
+        source: get("source"),
+        version: get("version"),
+        distribution: get("distribution"),
+        files: get("files")
+            .map(|v| {
+                v.lines()
+                    .filter_map(|l| {
+                        let tokens: Vec<&str> = l.split_whitespace().collect();
+                        (tokens.len() >= 5).then(|| tokens[tokens.len() - 1].to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// `find_changes` plus the artifact list: fills the Debian result from the
+/// `.changes` files in `dir`. None found → the result stays falsy. Files
+/// disagreeing on Source/Version/Distribution, or lacking one, are refused
+/// (a 500 upstream).
+pub fn scan_debian_output(dir: &Path, result: &mut DebianResult) -> Result<(), FinishError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(anyhow::Error::from)? {
+        let entry = entry.map_err(anyhow::Error::from)?;
+        if let Some(name) = entry.file_name().to_str() {
+            if name.ends_with(".changes") && entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        tracing::info!("no changes file found in {}", dir.display());
+        return Ok(());
+    }
+    let (mut source, mut version, mut distribution) = (None, None, None);
+    let mut binary_packages = Vec::new();
+    let mut artifacts = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        let too_big =
+            std::fs::metadata(&path).map_err(anyhow::Error::from)?.len() > MAX_CHANGES_SIZE;
+        let text = if too_big {
+            None
+        } else {
+            String::from_utf8(std::fs::read(&path).map_err(anyhow::Error::from)?).ok()
+        };
+        let Some(text) = text else {
+            return Err(InvalidResult(format!("{name} is not a readable .changes file")).into());
+        };
+        let c = parse_changes(&text);
+        for (field, value, seen) in [
+            ("Version", &c.version, &mut version),
+            ("Source", &c.source, &mut source),
+            ("Distribution", &c.distribution, &mut distribution),
+        ] {
+            let Some(value) = value else {
+                return Err(InvalidResult(format!("{name} has no {field} field")).into());
+            };
+            match seen {
+                Some(prev) if prev != value => {
+                    return Err(InvalidResult(format!(
+                        "inconsistent changes files: {field} {value} in {name}, {prev} before"
+                    ))
+                    .into())
+                }
+                _ => *seen = Some(value.clone()),
+            }
+        }
+        binary_packages.extend(
+            c.files
+                .iter()
+                .filter(|f| f.ends_with(".deb"))
+                .map(|f| f.split('_').next().unwrap_or_default().to_string()),
+        );
+        artifacts.extend(c.files.iter().cloned());
+        artifacts.push(name.clone());
+    }
+    result.source = source;
+    result.build_version = version;
+    result.build_distribution = distribution;
+    result.binary_packages = Some(binary_packages);
+    result.changes_filenames = Some(names);
+    result.artifact_names = artifacts;
+    Ok(())
+}
+
+/// The shared finish procedure (http-api §4) for an uploaded result.
+pub async fn finish(
+    app: &Arc<App>,
+    run: &ActiveRun,
+    upload: Upload,
+) -> Result<Finished, FinishError> {
+    let Upload {
+        dir,
+        filenames,
+        result_json,
+    } = upload;
+    let raw = result_json.ok_or(FinishError::MissingResult)?;
+    let mut worker = WorkerResult::from_slice(&raw)?;
+    let path: PathBuf = dir.path().to_path_buf();
+
+    // Scanning the build output may refuse the upload, so it precedes any storing.
+    if let Some(BuilderResult::Debian(d)) = &mut worker.builder_result {
+        let (p, mut scanned) = (path.clone(), std::mem::take(d));
+        *d = tokio::task::spawn_blocking(move || {
+            scan_debian_output(&p, &mut scanned).map(|_| scanned)
+        })
+        .await
+        .map_err(anyhow::Error::from)??;
+    }
+    let p = path.clone();
+    let logs = tokio::task::spawn_blocking(move || gather_logs(&p))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+    let mut result = JanitorResult::from_worker(run, worker, logs.clone());
+
+    import_logs(app, run, &path, &logs, &result).await?;
+
+    let artifacts = match &result.builder_result {
+        Some(b) => {
+            let names = b.artifact_names();
+            match artifacts::store_with_backup(
+                app.storage.artifacts.as_ref(),
+                app.storage.backup_artifacts.as_deref(),
+                &path,
+                &run.log_id,
+                &names,
+            )
+            .await
+            {
+                Ok(()) => Some(names),
+                Err(e) => {
+                    result.code = "artifact-upload-failed".into();
+                    result.description = Some(e.to_string());
+                    app.metrics.artifact_upload_failed.inc();
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    // Big uploads take a moment to delete; keep that off the async workers.
+    let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+
+    finish_run(app, run, &mut result).await?;
+    Ok(Finished {
+        filenames,
+        logs,
+        artifacts,
+        result,
+    })
+}
+
+/// Import every log concurrently, keyed by the active run's codebase.
+async fn import_logs(
+    app: &App,
+    run: &ActiveRun,
+    dir: &Path,
+    names: &[String],
+    result: &JanitorResult,
+) -> Result<(), FinishError> {
+    let codebase = run.codebase.clone().unwrap_or_default();
+    let mtime = result
+        .finish_time
+        .utc()
+        .and_utc()
+        .timestamp()
+        .clamp(0, u32::MAX as i64) as u32;
+    let now = app.clock.now_naive();
+    let jobs = names.iter().map(|name| {
+        let path = dir.join(name);
+        let codebase = &codebase;
+        async move {
+            logs::import_log(
+                app.storage.logs.as_ref(),
+                app.storage.backup_logs.as_deref(),
+                &app.metrics,
+                codebase,
+                &run.log_id,
+                name,
+                &path,
+                mtime,
+                now,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("importing log {name}: {e}"))
+        }
+    });
+    futures::future::try_join_all(jobs).await?;
+    Ok(())
+}
+
+/// Store a finished run (internals §7.1): run row, result branches, build
+/// record, queue row deleted; then publications, unclaim and the
+/// background reschedule. Fills `result.change_set` when the run had none.
+pub async fn finish_run(
+    app: &Arc<App>,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+) -> Result<(), FinishError> {
+    app.metrics
+        .result
+        .with_label_values(&[run.campaign.as_str(), result.code.as_str()])
+        .inc();
+    app.metrics
+        .build_duration
+        .with_label_values(&[run.campaign.as_str()])
+        .observe(result.duration());
+
+    let mut tx = app.db.begin().await?;
+    let change_set = match result.change_set.as_deref() {
+        Some(cs) if !cs.is_empty() => cs.to_string(),
+        _ => {
+            db::runs::store_change_set(&mut tx, &result.log_id, &result.campaign).await?;
+            result.change_set = Some(result.log_id.clone());
+            result.log_id.clone()
+        }
+    };
+    // Upstream loses the result on the foreign-key error; keep the run
+    // and leave the worker unset (divergence-policy §2).
+    let worker = match result.worker_name.as_deref() {
+        Some(w) if db::runs::worker_exists(&mut tx, w).await? => Some(w),
+        Some(w) => {
+            tracing::warn!(run_id = %result.log_id, worker = w, "worker not registered; storing the run without it");
+            None
+        }
+        None => None,
+    };
+    let json_text =
+        |v: &serde_json::Value| crate::pyrepr::truthy(v).then(|| crate::pyjson::to_string(v));
+    let record = db::runs::RunRecord {
+        id: &result.log_id,
+        command: &run.command,
+        description: result.description.as_deref(),
+        result_code: &result.code,
+        start_time: result.start_time.utc(),
+        finish_time: result.finish_time.utc(),
+        instigated_context: run.instigated_context.as_str(),
+        context: result.context.as_deref(),
+        main_branch_revision: result.main_branch_revision.as_deref(),
+        revision: result.revision.as_deref(),
+        result: json_text(&result.codemod),
+        campaign: &run.campaign,
+        vcs_type: result.vcs_type.as_deref(),
+        branch_url: result.branch_url.as_deref(),
+        subpath: result.subpath.as_deref(),
+        logfilenames: &result.logfilenames,
+        value: result.value,
+        worker,
+        result_tags: result.tags.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.clone(), t.revision.clone()))
+                .collect()
+        }),
+        resume_from: result.resume_from.as_deref(),
+        // Python stores any non-None value here, falsy ones included.
+        failure_details: (!result.failure_details.is_null())
+            .then(|| crate::pyjson::to_string(&result.failure_details)),
+        failure_stage: result.failure_stage.as_deref(),
+        target_branch_url: result.target_branch_url.as_deref(),
+        change_set: &change_set,
+        failure_transient: result.transient,
+        codebase: &result.codebase,
+    };
+    let branches: Vec<db::runs::ResultBranchRow> = result
+        .branches
+        .iter()
+        .flatten()
+        .map(|b| {
+            (
+                b.role.clone(),
+                b.remote_name.clone(),
+                b.base_revision.clone(),
+                b.revision.clone(),
+            )
+        })
+        .collect();
+    if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
+        if db::runs::is_run_exists(&e) {
+            tx.rollback().await?;
+            state::unclaim(app, &result.log_id).await?;
+            return Err(FinishError::RunExists(result.log_id.clone()));
+        }
+        return Err(e.into());
+    }
+    if let Some(BuilderResult::Debian(d)) = &result.builder_result {
+        if let (true, Some(version)) = (d.changes_filenames.is_some(), &d.build_version) {
+            let build = db::runs::DebianBuildRecord {
+                run_id: &result.log_id,
+                source: d.source.as_deref(),
+                version,
+                distribution: d.build_distribution.as_deref(),
+                lintian_result: (!d.lintian_result.is_null())
+                    .then(|| crate::pyjson::to_string(&d.lintian_result)),
+                binary_packages: d.binary_packages.as_deref(),
+            };
+            db::runs::store_debian_build(&mut tx, &build).await?;
+        }
+    }
+    db::queue::delete_item(&mut tx, run.queue_id).await?;
+    tx.commit().await?;
+
+    state::publish(app, "result", &result.to_json())
+        .await
+        .map_err(anyhow::Error::from)?;
+    state::unclaim(app, &result.log_id).await?;
+    state::publish_status(app)
+        .await
+        .map_err(anyhow::Error::from)?;
+    app.metrics
+        .job_last_success
+        .set(app.clock.now().timestamp_micros() as f64 / 1e6);
+    crate::schedule::spawn_reschedule_after_run(
+        app.clone(),
+        result.codebase.clone(),
+        run.campaign.clone(),
+        run.change_set.clone(),
+        result.context.clone(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filenames_follow_the_upstream_examples() {
+        for yes in [
+            "foo.log",
+            "foo.log.1",
+            "foo.1.log",
+            "log",
+            ".log",
+            "foo.log.",
+        ] {
+            assert!(is_log_filename(yes), "{yes}");
+        }
+        for no in [
+            "foo.1",
+            "foo.1.log.1",
+            "foo.log.notlog",
+            "foo.deb",
+            "a.b.log.1",
+        ] {
+            assert!(!is_log_filename(no), "{no}");
+        }
+    }
+
+    const CHANGES: &str = "Format: 1.8\nSource: debpkg\nBinary: debpkg\nVersion: 1.0-1~jan+lint1\n\
+Distribution: lintian-fixes\nDescription:\n debpkg - golden package\nFiles:\n \
+00000000000000000000000000000000 12 devel optional debpkg_1.0-1~jan+lint1.dsc\n \
+00000000000000000000000000000000 8 devel optional debpkg_1.0-1~jan+lint1_all.deb\n";
+
+    #[test]
+    fn changes_files_are_parsed_like_deb822() {
+        let c = parse_changes(CHANGES);
+        assert_eq!(c.source.as_deref(), Some("debpkg"));
+        assert_eq!(c.version.as_deref(), Some("1.0-1~jan+lint1"));
+        assert_eq!(c.distribution.as_deref(), Some("lintian-fixes"));
+        assert_eq!(
+            c.files,
+            [
+                "debpkg_1.0-1~jan+lint1.dsc",
+                "debpkg_1.0-1~jan+lint1_all.deb"
+            ]
+        );
+        let signed = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{CHANGES}\n-----BEGIN PGP SIGNATURE-----\nxyz\n"
+        );
+        assert_eq!(parse_changes(&signed), c);
+    }
+
+    #[test]
+    fn debian_output_lists_artifacts_and_binaries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("debpkg_1_amd64.changes"), CHANGES).unwrap();
+        std::fs::write(dir.path().join("build.log"), "x").unwrap();
+        let mut d = DebianResult::default();
+        scan_debian_output(dir.path(), &mut d).unwrap();
+        assert_eq!(d.binary_packages, Some(vec!["debpkg".to_string()]));
+        assert_eq!(
+            d.changes_filenames,
+            Some(vec!["debpkg_1_amd64.changes".to_string()])
+        );
+        assert_eq!(
+            d.artifact_names,
+            [
+                "debpkg_1.0-1~jan+lint1.dsc",
+                "debpkg_1.0-1~jan+lint1_all.deb",
+                "debpkg_1_amd64.changes"
+            ]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let mut d = DebianResult::default();
+        scan_debian_output(empty.path(), &mut d).unwrap();
+        assert_eq!(d.changes_filenames, None);
+    }
+
+    #[test]
+    fn inconsistent_changes_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.changes"), CHANGES).unwrap();
+        std::fs::write(
+            dir.path().join("b.changes"),
+            CHANGES.replace("1.0-1~jan+lint1\n", "2.0\n"),
+        )
+        .unwrap();
+        let mut d = DebianResult::default();
+        assert!(matches!(
+            scan_debian_output(dir.path(), &mut d),
+            Err(FinishError::Invalid(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.changes"), "Source: x\n").unwrap();
+        assert!(scan_debian_output(dir.path(), &mut DebianResult::default()).is_err());
+    }
+}

@@ -45,6 +45,8 @@ impl Runner {
         };
         let admin_listener = bind(&settings.listen_address, settings.port).await?;
 
+        let storage = crate::storage::Storage::from_settings(&settings)
+            .context("setting up log and artifact storage")?;
         let app = Arc::new(App {
             db,
             redis,
@@ -53,6 +55,7 @@ impl Runner {
             config,
             background: Background::default(),
             metrics: crate::metrics::Metrics::new(),
+            storage,
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -379,6 +379,7 @@ mod tests {
             config: crate::config::parse_config("").unwrap(),
             background: crate::background::Background::new(1),
             metrics: crate::metrics::Metrics::new(),
+            storage: crate::storage::Storage::default(),
         }
     }
 

@@ -314,3 +314,171 @@ pub async fn resume_run(
         branches,
     }))
 }
+
+// --- Storing finished runs (runner-internals.md §7.1, §7.3, §7.4) ---
+
+/// One `run` row as `store_run` writes it.
+#[derive(Debug, Clone)]
+pub struct RunRecord<'a> {
+    pub id: &'a str,
+    pub command: &'a str,
+    pub description: Option<&'a str>,
+    pub result_code: &'a str,
+    pub start_time: NaiveDateTime,
+    pub finish_time: NaiveDateTime,
+    pub instigated_context: Option<&'a str>,
+    pub context: Option<&'a str>,
+    pub main_branch_revision: Option<&'a str>,
+    pub revision: Option<&'a str>,
+    /// The codemod result as JSON text; `None` → NULL.
+    pub result: Option<String>,
+    pub campaign: &'a str,
+    pub vcs_type: Option<&'a str>,
+    pub branch_url: Option<&'a str>,
+    pub subpath: Option<&'a str>,
+    pub logfilenames: &'a [String],
+    pub value: Option<i32>,
+    pub worker: Option<&'a str>,
+    /// `(actual_name, revision)`; `None` → NULL, empty → `{}`.
+    pub result_tags: Option<Vec<(Option<String>, String)>>,
+    pub resume_from: Option<&'a str>,
+    /// JSON text; `None` → NULL.
+    pub failure_details: Option<String>,
+    pub failure_stage: Option<&'a str>,
+    pub target_branch_url: Option<&'a str>,
+    pub change_set: &'a str,
+    pub failure_transient: Option<bool>,
+    pub codebase: &'a str,
+}
+
+/// Insert a change set unless it exists.
+pub async fn store_change_set(
+    conn: &mut PgConnection,
+    id: &str,
+    campaign: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO change_set (id, campaign) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(campaign)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `worker` has a row (run.worker references it).
+pub async fn worker_exists(conn: &mut PgConnection, name: &str) -> sqlx::Result<bool> {
+    let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM worker WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Insert the run row and its result branches.
+pub async fn store_run(
+    conn: &mut PgConnection,
+    run: &RunRecord<'_>,
+    branches: &[ResultBranchRow],
+) -> sqlx::Result<()> {
+    let (tag_names, tag_revisions): (Option<Vec<Option<String>>>, Option<Vec<String>>) =
+        match &run.result_tags {
+            Some(tags) => {
+                let (n, r) = tags.iter().cloned().unzip();
+                (Some(n), Some(r))
+            }
+            None => (None, None),
+        };
+    sqlx::query(
+        "INSERT INTO run (id, command, description, result_code, start_time, finish_time, \
+         instigated_context, context, main_branch_revision, revision, result, suite, vcs_type, \
+         branch_url, subpath, logfilenames, value, worker, result_tags, resume_from, \
+         failure_details, failure_stage, target_branch_url, change_set, failure_transient, codebase) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12, $13::vcs_type, \
+         $14, $15, $16, $17, $18, \
+         CASE WHEN $20::text[] IS NULL THEN NULL ELSE ARRAY( \
+           SELECT ROW(t.n, t.r)::result_tag \
+           FROM unnest($19::text[], $20::text[]) WITH ORDINALITY AS t(n, r, i) ORDER BY t.i) END, \
+         $21, $22::text::json, $23, $24, $25, $26, $27)",
+    )
+    .bind(run.id)
+    .bind(run.command)
+    .bind(run.description)
+    .bind(run.result_code)
+    .bind(run.start_time)
+    .bind(run.finish_time)
+    .bind(run.instigated_context)
+    .bind(run.context)
+    .bind(run.main_branch_revision)
+    .bind(run.revision)
+    .bind(&run.result)
+    .bind(run.campaign)
+    .bind(run.vcs_type)
+    .bind(run.branch_url)
+    .bind(run.subpath)
+    .bind(run.logfilenames)
+    .bind(run.value)
+    .bind(run.worker)
+    .bind(tag_names)
+    .bind(tag_revisions)
+    .bind(run.resume_from)
+    .bind(&run.failure_details)
+    .bind(run.failure_stage)
+    .bind(run.target_branch_url)
+    .bind(run.change_set)
+    .bind(run.failure_transient)
+    .bind(run.codebase)
+    .execute(&mut *conn)
+    .await?;
+    for (role, remote_name, base_revision, revision) in branches {
+        sqlx::query(
+            "INSERT INTO new_result_branch (run_id, role, remote_name, base_revision, revision) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run.id)
+        .bind(role)
+        .bind(remote_name)
+        .bind(base_revision)
+        .bind(revision)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One `debian_build` row.
+#[derive(Debug, Clone)]
+pub struct DebianBuildRecord<'a> {
+    pub run_id: &'a str,
+    pub source: Option<&'a str>,
+    pub version: &'a str,
+    pub distribution: Option<&'a str>,
+    /// JSON text; `None` → NULL.
+    pub lintian_result: Option<String>,
+    pub binary_packages: Option<&'a [String]>,
+}
+
+pub async fn store_debian_build(
+    conn: &mut PgConnection,
+    b: &DebianBuildRecord<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO debian_build (run_id, source, version, distribution, lintian_result, \
+         binary_packages) VALUES ($1, $2, $3::text::debversion, $4, $5::text::json, $6)",
+    )
+    .bind(b.run_id)
+    .bind(b.source)
+    .bind(b.version)
+    .bind(b.distribution)
+    .bind(&b.lintian_result)
+    .bind(b.binary_packages)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// True when `e` is the run primary-key clash (the run was stored before).
+pub fn is_run_exists(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == "run_pkey")
+}

@@ -2,6 +2,7 @@
 //! `pyjson` so the bytes match Python's `json.dumps`.
 
 pub mod active_run;
+pub mod result;
 pub mod time;
 
 pub use active_run::{ActiveRun, Backchannel};

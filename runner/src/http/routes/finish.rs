@@ -1,1 +1,356 @@
-//! Handlers: see runner-http-api.md.
+//! The finish routes (runner-http-api.md §2.9, §3.4): a worker uploads its
+//! `result.json` and output files as one multipart body.
+//!
+//! The body is streamed part by part, each file straight to disk, so an
+//! upload never has to fit in memory.
+
+use crate::finish::{self, FinishError, Finished, Upload};
+use crate::http::error::{json_response, text_response, ApiError};
+use crate::http::AppState;
+use crate::state;
+use crate::types::ActiveRun;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// `result.json` is held in memory; no honest one comes near this.
+const MAX_RESULT_JSON: usize = 16 << 20;
+
+/// POST /active-runs/{run_id}/finish (internal app).
+pub async fn finish(
+    State(app): State<AppState>,
+    run_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let run_id = path_param(run_id)?;
+    let run = current_run(&app, &run_id).await?;
+    let upload = read_upload(&headers, body).await?;
+    match finish::finish(&app, &run, upload).await {
+        Ok(done) => {
+            let mut resp = json_response(StatusCode::CREATED, &body_json(&run_id, &done));
+            let location = HeaderValue::from_str(&format!("/runs/{run_id}"))
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            resp.headers_mut().insert(header::LOCATION, location);
+            Ok(resp)
+        }
+        // Upstream's 409 branch here references an unbound variable, so the
+        // recorded answer is a 500 (QH-6); the run is no longer active.
+        Err(FinishError::RunExists(id)) => Err(ApiError::Internal(anyhow::anyhow!(
+            "run {id} exists already"
+        ))),
+        Err(e) => Err(finish_error(e)),
+    }
+}
+
+/// POST /runner/active-runs/{run_id}/finish (public app): the run is looked
+/// up before the credentials are checked, as upstream does.
+pub async fn public_finish(
+    State(app): State<AppState>,
+    run_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let run_id = path_param(run_id)?;
+    let run = current_run(&app, &run_id).await?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match crate::auth::check_worker(&app.db, auth).await {
+        Ok(_) => {}
+        Err(crate::auth::AuthError::Db(e)) => return Err(e.into()),
+        Err(_) => return Ok(login_required()),
+    }
+    let upload = read_upload(&headers, body).await?;
+    match finish::finish(&app, &run, upload).await {
+        Ok(done) => Ok(json_response(
+            StatusCode::CREATED,
+            &body_json(&run_id, &done),
+        )),
+        Err(FinishError::RunExists(id)) => Ok(json_response(
+            StatusCode::CONFLICT,
+            &serde_json::json!({ "id": run_id, "reason": id }),
+        )),
+        Err(e) => Err(finish_error(e)),
+    }
+}
+
+/// 401 as upstream answers any credential problem.
+fn login_required() -> Response {
+    let mut resp = text_response(StatusCode::UNAUTHORIZED, "worker login required");
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic Realm=\"Janitor\""),
+    );
+    resp
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+}
+
+fn no_such_run(run_id: &str) -> ApiError {
+    ApiError::Reason {
+        status: StatusCode::NOT_FOUND,
+        reason: format!("no such run {run_id}"),
+    }
+}
+
+/// The active run, if it is still the run its queue item is assigned to;
+/// otherwise 404, which the worker treats as final (divergence-policy §3).
+async fn current_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiError> {
+    let run = state::get(app, run_id)
+        .await?
+        .ok_or_else(|| no_such_run(run_id))?;
+    let claims = state::assigned_queue_items(app)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if claims.get(&run.queue_id).map(String::as_str) != Some(run_id) {
+        return Err(ApiError::Reason {
+            status: StatusCode::NOT_FOUND,
+            reason: format!(
+                "run {run_id} is not the current run of queue item {}",
+                run.queue_id
+            ),
+        });
+    }
+    Ok(run)
+}
+
+fn finish_error(e: FinishError) -> ApiError {
+    match e {
+        FinishError::MissingResult => bad_request_text("Missing result JSON"),
+        FinishError::Invalid(r) => ApiError::bad_request(r.0),
+        FinishError::RunExists(id) => {
+            ApiError::Internal(anyhow::anyhow!("run {id} exists already"))
+        }
+        FinishError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+#[derive(Serialize)]
+struct FinishBody<'a> {
+    id: &'a str,
+    filenames: &'a [String],
+    logs: &'a [String],
+    artifacts: &'a Option<Vec<String>>,
+    result: Value,
+}
+
+fn body_json<'a>(run_id: &'a str, done: &'a Finished) -> FinishBody<'a> {
+    FinishBody {
+        id: run_id,
+        filenames: &done.filenames,
+        logs: &done.logs,
+        artifacts: &done.artifacts,
+        result: done.result.to_json(),
+    }
+}
+
+fn bad_request_text(text: impl Into<String>) -> ApiError {
+    ApiError::Text {
+        status: StatusCode::BAD_REQUEST,
+        text: text.into(),
+    }
+}
+
+/// The boundary of a `multipart/<any subtype>` content type.
+pub fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut params = content_type.split(';');
+    let mime = params.next()?.trim();
+    let (kind, _) = mime.split_once('/')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart") {
+        return None;
+    }
+    params.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
+/// Uploaded names become paths in the temporary directory: refuse any that
+/// could point elsewhere (QH-5, divergence-policy §2).
+fn check_filename(name: &str) -> Result<(), ApiError> {
+    if crate::storage::is_plain_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid upload filename {}",
+            crate::pyrepr::repr_str(name)
+        )))
+    }
+}
+
+/// Stream the multipart body into a fresh temporary directory.
+async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multipart_boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "expected a multipart body, got content type {}",
+            crate::pyrepr::repr_str(content_type)
+        ))
+    })?;
+    let dir =
+        tokio::task::spawn_blocking(|| tempfile::Builder::new().prefix("janitor-run").tempdir())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut filenames = Vec::new();
+    let mut result_json = None;
+    let read_error = |e: multer::Error| bad_request_text(e.to_string());
+    while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
+        if field
+            .content_type()
+            .is_some_and(|m| m.type_().as_str().eq_ignore_ascii_case("multipart"))
+        {
+            return Err(bad_request_text("nested multi-part"));
+        }
+        let name = match field.file_name() {
+            Some("result.json") => {
+                let mut buf = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(read_error)? {
+                    if buf.len() + chunk.len() > MAX_RESULT_JSON {
+                        return Err(ApiError::bad_request("result.json is too large"));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                // Several result.json parts: the last one wins.
+                result_json = Some(buf);
+                continue;
+            }
+            Some(name) => name.to_string(),
+            None => return Err(bad_request_text("Part without filename")),
+        };
+        check_filename(&name)?;
+        let path = dir.path().join(&name);
+        let io = |e: std::io::Error| ApiError::Internal(e.into());
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        while let Some(chunk) = field.chunk().await.map_err(read_error)? {
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        filenames.push(name);
+    }
+    Ok(Upload {
+        dir,
+        filenames,
+        result_json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_multipart_subtype_has_a_boundary() {
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            multipart_boundary("Multipart/Mixed; charset=x; Boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(multipart_boundary("application/json"), None);
+        assert_eq!(multipart_boundary("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn upload_names_cannot_leave_the_directory() {
+        for bad in ["../x", "a/b", "a\\b", ".", "..", ""] {
+            assert!(check_filename(bad).is_err(), "{bad}");
+        }
+        assert!(check_filename("debpkg_1.0_all.deb").is_ok());
+    }
+
+    fn body(parts: &[(&str, Option<&str>, &str, &str)]) -> (HeaderMap, Body) {
+        let mut s = String::new();
+        for (name, filename, ctype, payload) in parts {
+            s.push_str("--XyZ\r\n");
+            match filename {
+                Some(f) => s.push_str(&format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n"
+                )),
+                None => s.push_str(&format!(
+                    "Content-Disposition: form-data; name=\"{name}\"\r\n"
+                )),
+            }
+            s.push_str(&format!("Content-Type: {ctype}\r\n\r\n{payload}\r\n"));
+        }
+        s.push_str("--XyZ--\r\n");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=XyZ"),
+        );
+        (h, Body::from(s))
+    }
+
+    #[tokio::test]
+    async fn parts_are_written_to_disk_and_result_json_kept() {
+        let (h, b) = body(&[
+            (
+                "metadata",
+                Some("result.json"),
+                "application/json",
+                "{\"code\": null}",
+            ),
+            ("file", Some("worker.log"), "text/plain", "line\n"),
+            ("file", Some("worker.log"), "text/plain", "again\n"),
+        ]);
+        let up = read_upload(&h, b).await.unwrap();
+        assert_eq!(up.result_json.as_deref(), Some(&b"{\"code\": null}"[..]));
+        assert_eq!(up.filenames, ["worker.log", "worker.log"]);
+        assert_eq!(
+            std::fs::read(up.dir.path().join("worker.log")).unwrap(),
+            b"again\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_uploads_are_refused() {
+        let text = |e: ApiError| match e {
+            ApiError::Text { status, text } => (status.as_u16(), text),
+            ApiError::Reason { status, reason } => (status.as_u16(), reason),
+            other => (500, other.to_string()),
+        };
+        let (h, b) = body(&[("x", None, "text/plain", "y")]);
+        assert_eq!(
+            text(read_upload(&h, b).await.unwrap_err()),
+            (400, "Part without filename".into())
+        );
+        let (h, b) = body(&[("x", Some("a"), "multipart/mixed; boundary=q", "")]);
+        assert_eq!(
+            text(read_upload(&h, b).await.unwrap_err()),
+            (400, "nested multi-part".into())
+        );
+        let (h, b) = body(&[("x", Some("../escape"), "text/plain", "y")]);
+        assert_eq!(text(read_upload(&h, b).await.unwrap_err()).0, 400);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let e = read_upload(&h, Body::from("{}")).await.unwrap_err();
+        assert!(matches!(e, ApiError::Reason { .. }));
+    }
+}

@@ -1,0 +1,219 @@
+//! A finish uploading a large Debian artifact goes through the real stack
+//! (in-process runner, PostgreSQL, Redis) without holding the upload in
+//! memory, and the artifact is stored intact.
+
+use bytes::Bytes;
+use janitor_harness::services::TestServices;
+use janitor_runner::server::Runner;
+use janitor_runner::settings::Settings;
+use janitor_runner::types::{ActiveRun, Backchannel};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, Executor, PgConnection};
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ARTIFACT_SIZE: usize = 200 << 20;
+const MAX_GROWTH_KIB: u64 = 50 << 10;
+
+/// Peak resident set size of this process so far, in KiB.
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// Writes `size` pseudo-random bytes (incompressible, so nothing can cheat
+/// by compressing) in 1 MiB chunks; returns their sha256.
+async fn write_artifact(path: &Path, size: usize) -> String {
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .expect("create artifact");
+    let mut h = Sha256::new();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for b in chunk.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes = state.to_le_bytes();
+            b.copy_from_slice(&bytes[..b.len()]);
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).await.expect("write artifact");
+        h.update(&chunk[..n]);
+        left -= n;
+    }
+    f.flush().await.expect("flush");
+    hex::encode(h.finalize())
+}
+
+async fn sha256_of(path: &Path) -> (u64, String) {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .expect("open stored artifact");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    (size, hex::encode(h.finalize()))
+}
+
+fn part_header(boundary: &str, filename: &str, content_type: &str) -> String {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: {content_type}\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
+    let services = TestServices::start().await.expect("test services");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (logs, artifacts) = (tmp.path().join("logs"), tmp.path().join("artifacts"));
+
+    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
+    s.listen_address = "127.0.0.1".into();
+    s.port = 0;
+    s.public_port = None;
+    s.logs_location = Some(logs.display().to_string());
+    s.artifact_location = Some(artifacts.display().to_string());
+    s.watchdog = false;
+    s.db_max_connections = 3;
+    let runner = Runner::start(s, janitor_runner::clock::system())
+        .await
+        .expect("runner");
+
+    let mut conn = PgConnection::connect(&services.db.url)
+        .await
+        .expect("connect");
+    conn.execute(
+        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
+         INSERT INTO codebase (name, vcs_type) VALUES ('debpkg', 'git'); \
+         INSERT INTO queue (codebase, suite, command, bucket) \
+         VALUES ('debpkg', 'lintian-fixes', 'lintian-brush', 'default')",
+    )
+    .await
+    .expect("seed");
+    let (queue_id,): (i32,) = sqlx::query_as("SELECT id FROM queue")
+        .fetch_one(&mut conn)
+        .await
+        .expect("queue id");
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let run = ActiveRun {
+        queue_id: queue_id as i64,
+        log_id: run_id.clone(),
+        codebase: Some("debpkg".into()),
+        change_set: None,
+        campaign: "lintian-fixes".into(),
+        command: "lintian-brush".into(),
+        estimated_duration: None,
+        start_time: chrono::Utc::now().naive_utc(),
+        worker_name: Some("w1".into()),
+        worker_link: None,
+        vcs_info: serde_json::Map::new(),
+        backchannel: Backchannel::None,
+        instigated_context: serde_json::Value::Null,
+        resume_from: None,
+    };
+    janitor_runner::state::register(&runner.app, &run)
+        .await
+        .expect("register run");
+
+    let deb_name = "debpkg_1.0-1_all.deb";
+    let deb_path = tmp.path().join(deb_name);
+    let sha = write_artifact(&deb_path, ARTIFACT_SIZE).await;
+    let changes = format!(
+        "Format: 1.8\nSource: debpkg\nBinary: debpkg\nVersion: 1.0-1\nDistribution: lintian-fixes\n\
+         Files:\n 00000000000000000000000000000000 {ARTIFACT_SIZE} devel optional {deb_name}\n"
+    );
+    let result = serde_json::json!({
+        "code": "success",
+        "start_time": "2026-11-22T15:37:58.138703466Z",
+        "finish_time": "2026-11-22T15:39:58.208173152Z",
+        "target": {"name": "debian", "details": {"lintian": {"tags": []}}},
+    });
+
+    let boundary = "b2a0fdbba2f1b5bc-733e0e2ba675e225";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"result.json\"\r\n\
+         Content-Type: application/json\r\n\r\n{result}\r\n{}{changes}\r\n{}",
+        part_header(boundary, "debpkg_1.0-1_amd64.changes", "application/octet-stream"),
+        part_header(boundary, deb_name, "application/octet-stream"),
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let file = tokio::fs::File::open(&deb_path)
+        .await
+        .expect("open artifact");
+    let file_chunks = futures::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    use futures::StreamExt;
+    let body = futures::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(file_chunks)
+        .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
+
+    let client = reqwest::Client::new();
+    let before = vm_hwm_kib();
+    let resp = client
+        .post(format!(
+            "http://{}/active-runs/{run_id}/finish",
+            runner.admin_addr
+        ))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .expect("finish request");
+    let status = resp.status();
+    let json: serde_json::Value = resp.json().await.expect("finish answer");
+    let after = vm_hwm_kib();
+    assert_eq!(status.as_u16(), 201, "{json}");
+    assert_eq!(
+        json["artifacts"],
+        serde_json::json!([deb_name, "debpkg_1.0-1_amd64.changes"])
+    );
+    assert_eq!(json["result"]["code"], "success");
+    eprintln!("peak RSS {before} KiB before the upload, {after} KiB after");
+    assert!(
+        after.saturating_sub(before) < MAX_GROWTH_KIB,
+        "peak RSS grew by {} KiB during a {} MiB upload",
+        after.saturating_sub(before),
+        ARTIFACT_SIZE >> 20
+    );
+
+    let (size, stored_sha) = sha256_of(&artifacts.join(&run_id).join(deb_name)).await;
+    assert_eq!(size, ARTIFACT_SIZE as u64);
+    assert_eq!(stored_sha, sha);
+    let (version,): (String,) =
+        sqlx::query_as("SELECT version::text FROM debian_build WHERE run_id = $1")
+            .bind(&run_id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("debian_build row");
+    assert_eq!(version, "1.0-1");
+    runner.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,251 @@
+//! Run logs (runner-internals.md §9): stored gzip-compressed (level 9) with
+//! the gzip mtime set to the run's finish time.
+
+use super::is_plain_name;
+use crate::metrics::Metrics;
+use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The store answered "service unavailable" (GCS 503).
+    #[error("Service unavailable")]
+    ServiceUnavailable,
+    #[error("Timeout")]
+    Timeout,
+    #[error("Permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("Invalid path")]
+    InvalidPath,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub trait LogManager: Send + Sync {
+    /// Store the file at `path` as log `name` of run `run_id` of `codebase`.
+    fn import_log<'a>(
+        &'a self,
+        codebase: &'a str,
+        run_id: &'a str,
+        name: &'a str,
+        path: &'a Path,
+        mtime: u32,
+    ) -> BoxFuture<'a, Result<(), LogError>>;
+}
+
+/// `<root>/<codebase>/<run_id>/<name>.gz`.
+pub struct FileSystemLogManager {
+    root: PathBuf,
+}
+
+impl FileSystemLogManager {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileSystemLogManager { root: root.into() }
+    }
+}
+
+impl LogManager for FileSystemLogManager {
+    fn import_log<'a>(
+        &'a self,
+        codebase: &'a str,
+        run_id: &'a str,
+        name: &'a str,
+        path: &'a Path,
+        mtime: u32,
+    ) -> BoxFuture<'a, Result<(), LogError>> {
+        Box::pin(async move {
+            if ![codebase, run_id, name].iter().all(|c| is_plain_name(c)) {
+                return Err(LogError::InvalidPath);
+            }
+            let dir = self.root.join(codebase).join(run_id);
+            let (src, name) = (path.to_path_buf(), name.to_string());
+            tokio::task::spawn_blocking(move || write_gzip(&src, &dir, &name, mtime))
+                .await
+                .map_err(|e| LogError::Other(e.into()))?
+        })
+    }
+}
+
+/// Streams `src` into `<dir>/<name>.gz`; the header names the file as
+/// Python's `gzip.open` does.
+fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogError> {
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => LogError::PermissionDenied(e.to_string()),
+        _ => LogError::Other(e.into()),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut input = std::fs::File::open(src).map_err(io)?;
+    let out = std::fs::File::create(dir.join(format!("{name}.gz"))).map_err(io)?;
+    let mut gz = flate2::GzBuilder::new()
+        .filename(name.as_bytes())
+        .mtime(mtime)
+        .write(std::io::BufWriter::new(out), flate2::Compression::best());
+    std::io::copy(&mut input, &mut gz).map_err(io)?;
+    let mut w = gz.finish().map_err(io)?;
+    std::io::Write::flush(&mut w).map_err(io)?;
+    Ok(())
+}
+
+/// The primary log manager for `logs_location` (§9.1).
+pub fn from_location(location: Option<&str>) -> anyhow::Result<Arc<dyn LogManager>> {
+    match location {
+        None => Ok(Arc::new(FileSystemLogManager::new("/tmp"))),
+        Some(l) if l.starts_with("gs://") || l.starts_with("http:") || l.starts_with("https:") => {
+            anyhow::bail!("log location {l}: object stores are not supported yet")
+        }
+        Some(l) => Ok(Arc::new(FileSystemLogManager::new(l))),
+    }
+}
+
+/// `import_log` with the fallbacks of §9.2: an unavailable or slow primary
+/// goes to the backup; permission denied retries under a dated name first.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_log(
+    primary: &dyn LogManager,
+    backup: Option<&dyn LogManager>,
+    metrics: &Metrics,
+    codebase: &str,
+    run_id: &str,
+    name: &str,
+    path: &Path,
+    mtime: u32,
+    now: chrono::NaiveDateTime,
+) -> Result<(), LogError> {
+    let to_backup = |e: LogError| async move {
+        metrics.primary_logfile_upload_failed.inc();
+        match backup {
+            Some(b) => b.import_log(codebase, run_id, name, path, mtime).await,
+            None => Err(e),
+        }
+    };
+    match primary
+        .import_log(codebase, run_id, name, path, mtime)
+        .await
+    {
+        Ok(()) => {}
+        Err(e @ (LogError::ServiceUnavailable | LogError::Timeout)) => to_backup(e).await?,
+        Err(LogError::PermissionDenied(_)) => {
+            let alt = format!("{name}.{}", crate::types::time::isoformat_seconds(&now));
+            match primary
+                .import_log(codebase, run_id, &alt, path, mtime)
+                .await
+            {
+                Ok(()) => {}
+                Err(
+                    e @ (LogError::ServiceUnavailable
+                    | LogError::Timeout
+                    | LogError::PermissionDenied(_)),
+                ) => to_backup(e).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    metrics.logfile_uploads.inc();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[tokio::test]
+    async fn filesystem_logs_are_gzipped_under_codebase_and_run() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("worker.log");
+        std::fs::write(&src, "hello\n").unwrap();
+        let m = FileSystemLogManager::new(root.path().join("logs"));
+        m.import_log("fin", "r1", "worker.log", &src, 1_580_638_230)
+            .await
+            .unwrap();
+        let stored = root.path().join("logs/fin/r1/worker.log.gz");
+        let mut d = flate2::read::GzDecoder::new(std::fs::File::open(&stored).unwrap());
+        let mut text = String::new();
+        d.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "hello\n");
+        let header = d.header().unwrap();
+        assert_eq!(header.mtime(), 1_580_638_230);
+        assert_eq!(header.filename(), Some(&b"worker.log"[..]));
+    }
+
+    #[tokio::test]
+    async fn path_components_cannot_escape_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("x.log");
+        std::fs::write(&src, "x").unwrap();
+        let m = FileSystemLogManager::new(root.path());
+        for (c, r, n) in [
+            ("..", "r", "x.log"),
+            ("a/b", "r", "x.log"),
+            ("c", "r", "../x.log"),
+        ] {
+            assert!(matches!(
+                m.import_log(c, r, n, &src, 0).await,
+                Err(LogError::InvalidPath)
+            ));
+        }
+    }
+
+    /// Always fails: unavailable (`true`) or permission denied (`false`).
+    struct Flaky(bool);
+    impl LogManager for Flaky {
+        fn import_log<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+            _: &'a Path,
+            _: u32,
+        ) -> BoxFuture<'a, Result<(), LogError>> {
+            let e = if self.0 {
+                LogError::ServiceUnavailable
+            } else {
+                LogError::PermissionDenied("no".into())
+            };
+            Box::pin(async move { Err(e) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_primary_falls_back_to_the_backup() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("b.log");
+        std::fs::write(&src, "b").unwrap();
+        let backup = FileSystemLogManager::new(root.path().join("backup"));
+        let metrics = Metrics::new();
+        let now = crate::types::time::parse_naive("2024-01-02T03:04:05").unwrap();
+        for primary in [Flaky(true), Flaky(false)] {
+            import_log(
+                &primary,
+                Some(&backup),
+                &metrics,
+                "c",
+                "r",
+                "b.log",
+                &src,
+                0,
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        assert!(root.path().join("backup/c/r/b.log.gz").exists());
+        assert_eq!(metrics.primary_logfile_upload_failed.get(), 2);
+        assert_eq!(metrics.logfile_uploads.get(), 2);
+        let none = import_log(
+            &Flaky(true),
+            None,
+            &metrics,
+            "c",
+            "r",
+            "b.log",
+            &src,
+            0,
+            now,
+        )
+        .await;
+        assert!(matches!(none, Err(LogError::ServiceUnavailable)));
+    }
+}
