@@ -239,6 +239,15 @@ async fn worker_credentials() {
         );
         assert_eq!(resp.text().await.expect("body"), "worker login required");
     }
+    // JSON that is not an object is judged after the credentials, as upstream.
+    let resp = env
+        .http
+        .post(env.public("/runner/active-runs"))
+        .json(&json!([1]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 401);
     // The body is parsed before the credentials are looked at.
     let resp = env
         .http

@@ -48,9 +48,6 @@ impl Default for Request {
 pub enum AssignError {
     #[error("queue empty")]
     QueueEmpty,
-    /// Retry-after is always lost upstream (QH-3), so the answer says `None`/120.
-    #[error("None")]
-    RateLimited,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -3,7 +3,7 @@
 //! `cached_url`, `target_repository.url` and the VCS-store resume branch.
 //!
 //! Branch access sits behind [`BranchOpener`] so the assignment logic can be
-//! tested without repositories. [`default_opener`] uses Breezy (through
+//! tested without repositories. [`DefaultOpener`] uses Breezy (through
 //! breezyshim), as upstream does; where Breezy cannot be loaded it falls back
 //! to the `git` CLI (`git ls-remote --symref`), with which non-git branches
 //! fail to open, ending as any unopenable branch does upstream.
@@ -168,18 +168,39 @@ impl BranchOpener for BreezyOpener {
     }
 }
 
-/// The process-wide opener: Breezy when it loads, else the git CLI.
-pub fn default_opener() -> &'static dyn BranchOpener {
-    static OPENER: std::sync::OnceLock<Box<dyn BranchOpener>> = std::sync::OnceLock::new();
-    OPENER
-        .get_or_init(|| match BreezyOpener::new() {
-            Ok(b) => Box::new(b),
-            Err(e) => {
-                tracing::warn!(error = %e, "Breezy unavailable; opening branches with the git CLI");
-                Box::new(GitCliOpener)
+/// The production opener: Breezy when it loads, else the git CLI. Breezy is
+/// loaded on the first branch open, on a blocking thread (it starts Python).
+#[derive(Debug, Clone, Default)]
+pub struct DefaultOpener;
+
+fn breezy_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| match BreezyOpener::new() {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "Breezy unavailable; opening branches with the git CLI");
+            false
+        }
+    })
+}
+
+impl BranchOpener for DefaultOpener {
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        vcs_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<OpenedBranch, OpenError>> {
+        Box::pin(async move {
+            let breezy = tokio::task::spawn_blocking(breezy_available)
+                .await
+                .unwrap_or(false);
+            if breezy {
+                BreezyOpener { _loaded: () }.open(url, vcs_type).await
+            } else {
+                GitCliOpener.open(url, vcs_type).await
             }
         })
-        .as_ref()
+    }
 }
 
 /// `urllib.parse.quote(s, safe="")`.

@@ -47,7 +47,7 @@ pub async fn respond(
     req: &assign::Request,
     location: &str,
 ) -> Result<Response, ApiError> {
-    match assign::next_item(app, crate::vcs::default_opener(), mode, req).await {
+    match assign::next_item(app, &crate::vcs::DefaultOpener, mode, req).await {
         Ok(a) => {
             let mut resp = json_response(StatusCode::CREATED, &a);
             let loc = HeaderValue::from_str(&format!("{location}{}", a.id))
@@ -59,13 +59,6 @@ pub async fn respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue empty",
         )),
-        Err(AssignError::RateLimited) => {
-            let mut resp =
-                crate::http::error::reason_response(StatusCode::TOO_MANY_REQUESTS, "None");
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
-            Ok(resp)
-        }
         Err(AssignError::Internal(e)) => Err(ApiError::Internal(e)),
     }
 }

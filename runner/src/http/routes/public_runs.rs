@@ -4,12 +4,13 @@ use super::active_runs::{parse_request, respond};
 use crate::assign::Mode;
 use crate::auth::{check_worker, AuthError};
 use crate::http::error::text_response;
-use crate::http::extract::json_object;
+use crate::http::extract::{json_body, kind};
 use crate::http::{ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use serde_json::Value;
 
 /// 401 `worker login required` with the Basic challenge upstream sends.
 pub fn login_required() -> Response {
@@ -42,10 +43,16 @@ pub async fn assign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = json_object(&body)?;
+    let body = json_body(&body)?;
     let worker = match authenticate(&app, &headers).await {
         Ok(w) => w,
         Err(resp) => return Ok(resp),
+    };
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(format!(
+            "expected a JSON object, got {}",
+            kind(&body)
+        )));
     };
     app.metrics.assignments.with_label_values(&[&worker]).inc();
     let req = parse_request(&body, Some(worker))?;
