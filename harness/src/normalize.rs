@@ -56,7 +56,7 @@ impl Normalizer {
         if ours != recorded {
             self.fixtures.push((ours, recorded));
             // Longest first, so a URL with a trailing slash wins over its prefix.
-            self.fixtures.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            self.fixtures.sort_by_key(|f| std::cmp::Reverse(f.0.len()));
         }
     }
 

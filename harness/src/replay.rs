@@ -126,7 +126,8 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
     collector.abort();
 
     let db_after = dump_database(&services.db.url, &mut norm).await?;
-    let (keys, published) = dump_redis(&mut conn, &published.lock().unwrap(), &mut norm).await?;
+    let messages = std::mem::take(&mut *published.lock().unwrap());
+    let (keys, published) = dump_redis(&mut conn, &messages, &mut norm).await?;
     let files_after = norm.value(&dump_files(dir.root())?);
     let fake_worker_requests = norm.value(&json!(worker.requests()));
     running.stop().await?;
