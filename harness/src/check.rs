@@ -55,7 +55,12 @@ pub fn judge(scenario: &Scenario, observed: &Value, ledger: &Ledger) -> Verdict 
     ledger.judge(scenario, observed, diffs)
 }
 
-pub async fn check(scenario: &Scenario, target: &TargetSpec, ledger: &Ledger, pending: &Pending) -> Outcome {
+pub async fn check(
+    scenario: &Scenario,
+    target: &TargetSpec,
+    ledger: &Ledger,
+    pending: &Pending,
+) -> Outcome {
     let pending_entry = pending.get(&scenario.name).cloned();
     let (verdict, error, obs) = match replay::run(scenario, target).await {
         Ok(obs) => (judge(scenario, &obs.doc, ledger), None, Some(obs)),
@@ -69,7 +74,12 @@ pub async fn check(scenario: &Scenario, target: &TargetSpec, ledger: &Ledger, pe
         (true, true) => Status::PendingPassed,
     };
     let (setup, total, latencies) = match obs {
-        Some(Observed { setup, total, latencies, .. }) => (setup, total, latencies),
+        Some(Observed {
+            setup,
+            total,
+            latencies,
+            ..
+        }) => (setup, total, latencies),
         None => (Duration::ZERO, Duration::ZERO, vec![]),
     };
     Outcome {

@@ -28,13 +28,22 @@ impl fmt::Display for Difference {
             Some(v) => {
                 let s = serde_json::to_string(v).unwrap_or_default();
                 if s.len() > 300 {
-                    format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())])
+                    format!(
+                        "{}…",
+                        &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]
+                    )
                 } else {
                     s
                 }
             }
         };
-        write!(f, "{}\n      golden: {}\n      ours:   {}", self.path, show(&self.expected), show(&self.actual))
+        write!(
+            f,
+            "{}\n      golden: {}\n      ours:   {}",
+            self.path,
+            show(&self.expected),
+            show(&self.actual)
+        )
     }
 }
 
@@ -64,7 +73,12 @@ pub fn compare_outputs(golden: &Value, ours: &Value) -> Vec<Difference> {
         }
     }
     diff(&g_redis, &o_redis, "redis_after", &mut out);
-    diff(&or_empty(&golden["files_after"]), &or_empty(&ours["files_after"]), "files_after", &mut out);
+    diff(
+        &or_empty(&golden["files_after"]),
+        &or_empty(&ours["files_after"]),
+        "files_after",
+        &mut out,
+    );
     diff(
         &or_array(&golden["fake_worker_requests"]),
         &or_array(&ours["fake_worker_requests"]),
@@ -75,11 +89,19 @@ pub fn compare_outputs(golden: &Value, ours: &Value) -> Vec<Difference> {
 }
 
 fn or_empty(v: &Value) -> Value {
-    if v.is_null() { Value::Object(Map::new()) } else { v.clone() }
+    if v.is_null() {
+        Value::Object(Map::new())
+    } else {
+        v.clone()
+    }
 }
 
 fn or_array(v: &Value) -> Value {
-    if v.is_null() { Value::Array(vec![]) } else { v.clone() }
+    if v.is_null() {
+        Value::Array(vec![])
+    } else {
+        v.clone()
+    }
 }
 
 fn compare_response(g: &Value, o: &Value, path: &str, out: &mut Vec<Difference>) {
@@ -218,7 +240,9 @@ pub fn diff(g: &Value, o: &Value, path: &str, out: &mut Vec<Difference>) {
 
 fn join(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if plain {
         format!("{path}.{key}")
     } else {
@@ -242,7 +266,12 @@ mod tests {
     #[test]
     fn key_order_is_irrelevant_but_array_order_matters() {
         let mut out = vec![];
-        diff(&json!({"a": 1, "b": [1, 2]}), &json!({"b": [1, 2], "a": 1}), "x", &mut out);
+        diff(
+            &json!({"a": 1, "b": [1, 2]}),
+            &json!({"b": [1, 2], "a": 1}),
+            "x",
+            &mut out,
+        );
         assert!(out.is_empty());
         diff(&json!([1, 2]), &json!([2, 1]), "x", &mut out);
         assert_eq!(out.len(), 2);

@@ -45,11 +45,18 @@ impl ScenarioDir {
 pub fn create_repos(dir: &ScenarioDir, repos: &[RepoSpec]) -> anyhow::Result<()> {
     for repo in repos {
         if repo.kind != "git" {
-            bail!("repository kind {:?} is not supported (only git)", repo.kind);
+            bail!(
+                "repository kind {:?} is not supported (only git)",
+                repo.kind
+            );
         }
         let path = PathBuf::from(dir.localize(&repo.path));
         std::fs::create_dir_all(&path)?;
-        let first = repo.branches.first().map(String::as_str).unwrap_or("master");
+        let first = repo
+            .branches
+            .first()
+            .map(String::as_str)
+            .unwrap_or("master");
         git(&path, &["init", "-q", "-b", first])?;
         std::fs::write(path.join("README"), "golden\n")?;
         git(&path, &["add", "README"])?;
@@ -133,15 +140,26 @@ impl Drop for FakeWorker {
 
 fn fake_worker_answer(method: &str, path: &str) -> Response {
     let text = |status: StatusCode, body: &'static str| {
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
     };
     let json = |body: &'static str| {
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body)
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body,
+        )
             .into_response()
     };
     match (method, path) {
         ("GET", "/logs") => json(r#"["build.log", "worker.log"]"#),
-        ("GET", "/logs/worker.log") => text(StatusCode::OK, "worker log line 1\nworker log line 2\n"),
+        ("GET", "/logs/worker.log") => {
+            text(StatusCode::OK, "worker log line 1\nworker log line 2\n")
+        }
         ("GET", "/logs/build.log") => text(StatusCode::OK, "build output\n"),
         ("GET", p) if p.starts_with("/logs/") => text(StatusCode::NOT_FOUND, "404: Not Found"),
         ("POST", "/kill") => json("{}"),

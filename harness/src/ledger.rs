@@ -145,8 +145,12 @@ pub fn route_matches(pattern: &str, path: &str) -> bool {
 impl Divergence {
     /// Does this entry describe step `step` of `scenario` (golden side only)?
     pub fn applies(&self, scenario: &Scenario, step: usize) -> bool {
-        let Some(s) = scenario.steps.get(step) else { return false };
-        let Some(resp) = &s.response else { return false };
+        let Some(s) = scenario.steps.get(step) else {
+            return false;
+        };
+        let Some(resp) = &s.response else {
+            return false;
+        };
         let app = if s.is_public() { "public" } else { "admin" };
         if !s.method().eq_ignore_ascii_case(&self.method) || !route_matches(&self.route, s.path()) {
             return false;
@@ -233,7 +237,11 @@ impl Ledger {
                 anyhow::bail!("{}: duplicate divergence id {:?}", path.display(), d.id);
             }
             if d.differs.is_empty() {
-                anyhow::bail!("{}: divergence {:?} names no path that differs", path.display(), d.id);
+                anyhow::bail!(
+                    "{}: divergence {:?} names no path that differs",
+                    path.display(),
+                    d.id
+                );
             }
         }
         Ok(ledger)
@@ -404,10 +412,12 @@ reason = "r"
         .divergence
         .remove(0);
         let step = |ctx: Value| {
-            scenario(json!([{"request": {"method": "POST", "path": "/active-runs/<uuid:1>/finish",
+            scenario(
+                json!([{"request": {"method": "POST", "path": "/active-runs/<uuid:1>/finish",
                 "multipart": [{"name": "f", "filename": "result.json", "json": {"context": ctx}},
                               {"name": "w", "filename": "worker.log", "text": "x"}]},
-                "response": {"status": 500, "text": "500"}}]))
+                "response": {"status": 500, "text": "500"}}]),
+            )
         };
         assert!(entry.applies(&step(json!({"a": 1})), 0));
         assert!(!entry.applies(&step(json!("text")), 0));
@@ -415,17 +425,30 @@ reason = "r"
 
     #[test]
     fn routes_match_segment_patterns() {
-        assert!(route_matches("/active-runs/{id}/finish", "/active-runs/<uuid:1>/finish"));
-        assert!(!route_matches("/active-runs/{id}/finish", "/active-runs/finish"));
+        assert!(route_matches(
+            "/active-runs/{id}/finish",
+            "/active-runs/<uuid:1>/finish"
+        ));
+        assert!(!route_matches(
+            "/active-runs/{id}/finish",
+            "/active-runs/finish"
+        ));
         assert!(!route_matches("/queue", "/queue/"));
     }
 
     #[test]
     fn a_ledgered_difference_passes_when_we_answer_as_promised() {
-        let ledger = Ledger { divergence: vec![queue_entry()] };
-        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ledger = Ledger {
+            divergence: vec![queue_entry()],
+        };
+        let s = scenario(
+            json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
+        );
         let ours = json!({"steps": [{"response": {"status": 200, "json": []}}]});
-        let diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
+        let diffs = crate::compare::compare_outputs(
+            &json!({"steps": [{"response": s.steps[0].response}]}),
+            &ours,
+        );
         let v = ledger.judge(&s, &ours, diffs);
         assert!(v.passed(), "{v:?}");
         assert!(!v.ledgered.is_empty());
@@ -433,10 +456,17 @@ reason = "r"
 
     #[test]
     fn a_broken_promise_fails() {
-        let ledger = Ledger { divergence: vec![queue_entry()] };
-        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ledger = Ledger {
+            divergence: vec![queue_entry()],
+        };
+        let s = scenario(
+            json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
+        );
         let ours = json!({"steps": [{"response": {"status": 404, "text": "no"}}]});
-        let diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
+        let diffs = crate::compare::compare_outputs(
+            &json!({"steps": [{"response": s.steps[0].response}]}),
+            &ours,
+        );
         let v = ledger.judge(&s, &ours, diffs);
         assert!(!v.passed());
         assert!(v.ledger_errors.iter().any(|e| e.contains("promises")));
@@ -444,21 +474,39 @@ reason = "r"
 
     #[test]
     fn an_entry_whose_difference_vanished_fails() {
-        let ledger = Ledger { divergence: vec![queue_entry()] };
-        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ledger = Ledger {
+            divergence: vec![queue_entry()],
+        };
+        let s = scenario(
+            json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
+        );
         let ours = json!({"steps": [{"response": {"status": 500, "text": "500"}}]});
         let v = ledger.judge(&s, &ours, vec![]);
         assert!(!v.passed());
-        assert!(v.ledger_errors.iter().any(|e| e.contains("nothing differs")));
+        assert!(v
+            .ledger_errors
+            .iter()
+            .any(|e| e.contains("nothing differs")));
     }
 
     #[test]
     fn differences_outside_the_entry_stay_unexplained() {
-        let ledger = Ledger { divergence: vec![queue_entry()] };
-        let s = scenario(json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]));
+        let ledger = Ledger {
+            divergence: vec![queue_entry()],
+        };
+        let s = scenario(
+            json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
+        );
         let ours = json!({"steps": [{"response": {"status": 200, "json": []}}]});
-        let mut diffs = crate::compare::compare_outputs(&json!({"steps": [{"response": s.steps[0].response}]}), &ours);
-        diffs.push(Difference { path: "db_after.queue[0]".into(), expected: None, actual: Some(json!({})) });
+        let mut diffs = crate::compare::compare_outputs(
+            &json!({"steps": [{"response": s.steps[0].response}]}),
+            &ours,
+        );
+        diffs.push(Difference {
+            path: "db_after.queue[0]".into(),
+            expected: None,
+            actual: Some(json!({})),
+        });
         let v = ledger.judge(&s, &ours, diffs);
         assert_eq!(v.unexplained.len(), 1);
         assert!(!v.passed());
@@ -466,8 +514,12 @@ reason = "r"
 
     #[test]
     fn unused_entries_are_reported() {
-        let ledger = Ledger { divergence: vec![queue_entry()] };
-        let s = scenario(json!([{"request": {"method": "GET", "path": "/health"}, "response": {"status": 200}}]));
+        let ledger = Ledger {
+            divergence: vec![queue_entry()],
+        };
+        let s = scenario(
+            json!([{"request": {"method": "GET", "path": "/health"}, "response": {"status": 200}}]),
+        );
         assert_eq!(ledger.unused(&[s]), vec!["queue-500"]);
     }
 

@@ -43,14 +43,27 @@ fn hist() -> Histogram<u64> {
 }
 
 /// One finish body: result.json (code, description, times) and one small log.
-fn finish_body() -> (String, Vec<u8>) {
+pub fn finish_body() -> (String, Vec<u8>) {
     let boundary = format!("load-{}", uuid::Uuid::new_v4().simple());
-    let now = chrono::Utc::now().naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+    let now = chrono::Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
     let result = json!({"code": "success", "description": "load test", "start_time": now, "finish_time": now});
     let mut body = Vec::new();
     for (name, filename, ct, payload) in [
-        ("metadata", "result.json", "application/json", result.to_string().into_bytes()),
-        ("file", "worker.log", "text/plain", b"load test log line\n".to_vec()),
+        (
+            "metadata",
+            "result.json",
+            "application/json",
+            result.to_string().into_bytes(),
+        ),
+        (
+            "file",
+            "worker.log",
+            "text/plain",
+            b"load test log line\n".to_vec(),
+        ),
     ] {
         body.extend_from_slice(
             format!(
@@ -107,8 +120,13 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<Value> {
     let ticket = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..opts.workers {
-        let (client, shared, opts, auth, ticket) =
-            (client.clone(), shared.clone(), opts.clone(), auth.clone(), ticket.clone());
+        let (client, shared, opts, auth, ticket) = (
+            client.clone(),
+            shared.clone(),
+            opts.clone(),
+            auth.clone(),
+            ticket.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let base = opts.url.trim_end_matches('/').to_string();
             let assign_url = if opts.public { format!("{base}/runner/active-runs") } else { format!("{base}/active-runs") };
@@ -193,7 +211,12 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<Value> {
     let s = shared.lock().unwrap();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let (a, f) = (s.assign.as_ref().unwrap(), s.finish.as_ref().unwrap());
-    let doubles: u64 = s.handed.values().filter(|n| **n > 1).map(|n| (*n - 1) as u64).sum();
+    let doubles: u64 = s
+        .handed
+        .values()
+        .filter(|n| **n > 1)
+        .map(|n| (*n - 1) as u64)
+        .sum();
     let mut report = json!({
         "workers": opts.workers,
         "duration_s": elapsed,
@@ -211,7 +234,11 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<Value> {
     });
     if let (Some((c0, _, _)), Some((c1, hwm, rss))) = (before, after) {
         report["runner_cpu_s"] = json!(c1 - c0);
-        report["runner_cpu_ms_per_cycle"] = json!(if s.cycles > 0 { (c1 - c0) * 1000.0 / s.cycles as f64 } else { 0.0 });
+        report["runner_cpu_ms_per_cycle"] = json!(if s.cycles > 0 {
+            (c1 - c0) * 1000.0 / s.cycles as f64
+        } else {
+            0.0
+        });
         report["runner_peak_rss_mib"] = json!(hwm as f64 / 1024.0);
         report["runner_rss_mib"] = json!(rss as f64 / 1024.0);
     }

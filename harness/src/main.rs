@@ -112,13 +112,19 @@ fn target_spec(cmd: &str, settle_ms: u64) -> TargetSpec {
     if cmd == "in-process" {
         TargetSpec::InProcess
     } else {
-        TargetSpec::Command { cmd: cmd.to_string(), settle: Duration::from_millis(settle_ms) }
+        TargetSpec::Command {
+            cmd: cmd.to_string(),
+            settle: Duration::from_millis(settle_ms),
+        }
     }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     match rt.block_on(run(cli)) {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
@@ -131,32 +137,58 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Cmd::Replay { paths, json, target, jobs, settle_ms, ledger, pending } => {
-            let paths = if paths.is_empty() { vec![golden_dir()] } else { paths };
+        Cmd::Replay {
+            paths,
+            json,
+            target,
+            jobs,
+            settle_ms,
+            ledger,
+            pending,
+        } => {
+            let paths = if paths.is_empty() {
+                vec![golden_dir()]
+            } else {
+                paths
+            };
             let files = collect(&paths)?;
             let mut scenarios = Vec::new();
             for f in &files {
                 let s = Scenario::load(f)?;
                 if !s.is_recorded() {
-                    anyhow::bail!("{}: has no recorded outputs; use `record` first", f.display());
+                    anyhow::bail!(
+                        "{}: has no recorded outputs; use `record` first",
+                        f.display()
+                    );
                 }
                 scenarios.push(s);
             }
             let ledger = Ledger::load(&ledger.unwrap_or(golden_dir().join("divergences.toml")))?;
             let pending = Pending::load(&pending.unwrap_or(golden_dir().join("pending.toml")))?;
-            let target = target.map(|t| target_spec(&t, settle_ms)).unwrap_or(TargetSpec::InProcess);
-            println!("replaying {} scenarios against {}", scenarios.len(), target.label());
+            let target = target
+                .map(|t| target_spec(&t, settle_ms))
+                .unwrap_or(TargetSpec::InProcess);
+            println!(
+                "replaying {} scenarios against {}",
+                scenarios.len(),
+                target.label()
+            );
             let outcomes = replay_all(&scenarios, &target, &ledger, &pending, jobs).await;
             let mut global = Vec::new();
             // The ledger is strict across the whole set: an entry that
             // applies nowhere has rotted.
             if paths == [golden_dir()] {
                 for id in ledger.unused(&scenarios) {
-                    global.push(format!("ledger entry {id:?} applies to no scenario: remove it"));
+                    global.push(format!(
+                        "ledger entry {id:?} applies to no scenario: remove it"
+                    ));
                 }
                 for p in &pending.pending {
                     if !scenarios.iter().any(|s| s.name == p.scenario) {
-                        global.push(format!("pending.toml names {:?}, which is not a golden", p.scenario));
+                        global.push(format!(
+                            "pending.toml names {:?}, which is not a golden",
+                            p.scenario
+                        ));
                     }
                 }
             }
@@ -189,8 +221,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("{}", report::closing_line(&summary));
             Ok(summary.failed == 0)
         }
-        Cmd::Record { target, out, settle_ms, scenarios } => {
-            let paths = if scenarios.is_empty() { vec![janitor_harness::project_dir().join("scenarios")] } else { scenarios };
+        Cmd::Record {
+            target,
+            out,
+            settle_ms,
+            scenarios,
+        } => {
+            let paths = if scenarios.is_empty() {
+                vec![janitor_harness::project_dir().join("scenarios")]
+            } else {
+                scenarios
+            };
             let target = target_spec(&target, settle_ms);
             std::fs::create_dir_all(&out)?;
             let mut ok = true;
@@ -210,12 +251,32 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(ok)
         }
-        Cmd::Load { action: Some(LoadAction::Seed { db, items, campaign }), .. } => {
+        Cmd::Load {
+            action:
+                Some(LoadAction::Seed {
+                    db,
+                    items,
+                    campaign,
+                }),
+            ..
+        } => {
             janitor_harness::load::seed(&db, items, &campaign).await?;
             println!("seeded {items} queue items for campaign {campaign}");
             Ok(true)
         }
-        Cmd::Load { action: None, url, public, user, password, workers, duration, rate, pid, out, check_db } => {
+        Cmd::Load {
+            action: None,
+            url,
+            public,
+            user,
+            password,
+            workers,
+            duration,
+            rate,
+            pid,
+            out,
+            check_db,
+        } => {
             let url = url.ok_or_else(|| anyhow::anyhow!("load needs --url"))?;
             let since = chrono::Utc::now().naive_utc();
             let opts = janitor_harness::load::LoadOptions {
@@ -232,7 +293,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut ok = report["errors"].as_object().is_none_or(|e| e.is_empty());
             if let Some(db) = check_db {
                 let (items, extra) = janitor_harness::load::check_db(&db, since).await?;
-                report["db_double_handouts"] = serde_json::json!({"items": items, "extra_runs": extra});
+                report["db_double_handouts"] =
+                    serde_json::json!({"items": items, "extra_runs": extra});
                 ok &= items == 0;
             }
             ok &= report["double_handouts_seen_by_clients"].as_u64() == Some(0);
@@ -243,13 +305,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(ok)
         }
-        Cmd::Diff { target, settle_ms, scenarios } => {
+        Cmd::Diff {
+            target,
+            settle_ms,
+            scenarios,
+        } => {
             if target.len() != 2 {
                 anyhow::bail!("diff takes exactly two --target options");
             }
             let a = target_spec(&target[0], settle_ms);
             let b = target_spec(&target[1], settle_ms);
-            let paths = if scenarios.is_empty() { vec![golden_dir()] } else { scenarios };
+            let paths = if scenarios.is_empty() {
+                vec![golden_dir()]
+            } else {
+                scenarios
+            };
             let (mut same, mut differ) = (0, 0);
             for f in collect(&paths)? {
                 let s = Scenario::load(&f)?;
@@ -261,7 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     differ += 1;
                     println!("{:<45} DIFFERS", s.name);
                     for d in diffs.iter().take(8) {
-                        println!("    {}", d.to_string().replace("golden:", "A:     ").replace("ours:  ", "B:     "));
+                        println!(
+                            "    {}",
+                            d.to_string()
+                                .replace("golden:", "A:     ")
+                                .replace("ours:  ", "B:     ")
+                        );
                     }
                 }
             }

@@ -261,9 +261,15 @@ pub fn normalize_document(norm: &mut Normalizer, doc: &Value) -> Value {
     out.insert("db_after".into(), Value::Object(tables));
     let keys = norm.value(&doc["redis_after"]["keys"]);
     let published = norm.value(&doc["redis_after"]["published"]);
-    out.insert("redis_after".into(), serde_json::json!({"keys": keys, "published": published}));
+    out.insert(
+        "redis_after".into(),
+        serde_json::json!({"keys": keys, "published": published}),
+    );
     out.insert("files_after".into(), norm.value(&doc["files_after"]));
-    out.insert("fake_worker_requests".into(), norm.value(&doc["fake_worker_requests"]));
+    out.insert(
+        "fake_worker_requests".into(),
+        norm.value(&doc["fake_worker_requests"]),
+    );
     Value::Object(out)
 }
 
@@ -375,7 +381,10 @@ mod tests {
     fn only_runtime_timestamps_are_replaced() {
         let mut n = Normalizer::new(at("2026-01-01T00:00:00"));
         assert_eq!(n.string("2026-01-02T12:00:00.123"), TIMESTAMP);
-        assert_eq!(n.string("at 2025-12-30 01:00:00+01:00 ok"), "at <timestamp> ok");
+        assert_eq!(
+            n.string("at 2025-12-30 01:00:00+01:00 ok"),
+            "at <timestamp> ok"
+        );
         assert_eq!(n.string("2020-02-02T10:10:30"), "2020-02-02T10:10:30");
         assert_eq!(n.string("2025-12-20T00:00:00Z"), "2025-12-20T00:00:00Z");
     }
@@ -402,7 +411,13 @@ mod tests {
         let b = "6fa459ea-ee8a-3ca4-894e-db77e160355e";
         let rows = vec![json!({"id": a, "k": "z"}), json!({"id": b, "k": "a"})];
         let out = n.table_rows(&rows);
-        assert_eq!(out, vec![json!({"id": "<uuid:1>", "k": "a"}), json!({"id": "<uuid:2>", "k": "z"})]);
+        assert_eq!(
+            out,
+            vec![
+                json!({"id": "<uuid:1>", "k": "a"}),
+                json!({"id": "<uuid:2>", "k": "z"})
+            ]
+        );
     }
 
     #[test]
@@ -410,7 +425,10 @@ mod tests {
         let mut n = Normalizer::new(at("2026-01-01T00:00:00"));
         let a = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
         n.string(a);
-        assert_eq!(n.resolve_str("/active-runs/<uuid:1>/finish"), format!("/active-runs/{a}/finish"));
+        assert_eq!(
+            n.resolve_str("/active-runs/<uuid:1>/finish"),
+            format!("/active-runs/{a}/finish")
+        );
         let fresh = n.resolve_str("/runs/<uuid:2>");
         assert_ne!(fresh, "/runs/<uuid:2>");
         assert_eq!(n.string(&fresh), "/runs/<uuid:2>");

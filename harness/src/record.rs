@@ -12,7 +12,11 @@ pub async fn record(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<
     let observed = replay::run(scenario, target).await?;
     let mut out = scenario.clone();
     let doc = observed.doc;
-    for (step, got) in out.steps.iter_mut().zip(doc["steps"].as_array().into_iter().flatten()) {
+    for (step, got) in out
+        .steps
+        .iter_mut()
+        .zip(doc["steps"].as_array().into_iter().flatten())
+    {
         step.response = Some(got["response"].clone());
     }
     out.db_after = Some(doc["db_after"].clone());
@@ -20,7 +24,10 @@ pub async fn record(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<
     out.files_after = Some(doc["files_after"].clone());
     out.fake_worker_requests = Some(doc["fake_worker_requests"].clone());
     if out.source.is_none() {
-        out.source = Some(format!("recorded by janitor-harness from `{}`", target.label()));
+        out.source = Some(format!(
+            "recorded by janitor-harness from `{}`",
+            target.label()
+        ));
     }
     Ok(out)
 }
@@ -44,7 +51,11 @@ pub fn to_golden_json(s: &Scenario) -> anyhow::Result<String> {
 }
 
 /// Run one scenario against two live runners; differences of B against A.
-pub async fn diff_targets(scenario: &Scenario, a: &TargetSpec, b: &TargetSpec) -> anyhow::Result<Vec<Difference>> {
+pub async fn diff_targets(
+    scenario: &Scenario,
+    a: &TargetSpec,
+    b: &TargetSpec,
+) -> anyhow::Result<Vec<Difference>> {
     let left = replay::run(scenario, a).await?;
     let right = replay::run(scenario, b).await?;
     Ok(compare_outputs(&left.doc, &right.doc))

@@ -17,7 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Response headers FORMAT.md §3 keeps.
-pub const KEPT_HEADERS: [&str; 5] = ["content-type", "location", "www-authenticate", "retry-after", "allow"];
+pub const KEPT_HEADERS: [&str; 5] = [
+    "content-type",
+    "location",
+    "www-authenticate",
+    "retry-after",
+    "allow",
+];
 const SYNC_CHANNEL: &str = "__janitor_harness_sync__";
 
 /// Our outputs for one scenario, normalised, in golden form.
@@ -73,7 +79,9 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
     // Subscribe before the first step, as the recorder did.
     let published = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let (sync_tx, mut sync_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut pubsub = redis::Client::open(services.redis.url.as_str())?.get_async_pubsub().await?;
+    let mut pubsub = redis::Client::open(services.redis.url.as_str())?
+        .get_async_pubsub()
+        .await?;
     pubsub.psubscribe("*").await?;
     let sink = published.clone();
     let collector = tokio::spawn(async move {
@@ -105,10 +113,17 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
     let mut latencies = Vec::new();
     for step in &scenario.steps {
         let request = norm.resolve(&step.request);
-        let base = if step.is_public() { running.public_url() } else { running.admin_url() };
+        let base = if step.is_public() {
+            running.public_url()
+        } else {
+            running.admin_url()
+        };
         let t = Instant::now();
         let response = send(&client, &base, &request, &localize).await?;
-        latencies.push((format!("{} {}", step.method(), route_of(step.path())), t.elapsed()));
+        latencies.push((
+            format!("{} {}", step.method(), route_of(step.path())),
+            t.elapsed(),
+        ));
         let response = prepare_response(response, step.method(), step.path());
         let response = norm.value(&response);
         steps.push(json!({"request": step.request, "response": response}));
@@ -149,7 +164,15 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
 /// `/active-runs/<uuid:1>/finish` → `/active-runs/{id}/finish`, for latency reports.
 pub fn route_of(path: &str) -> String {
     path.split('/')
-        .map(|seg| if seg.starts_with("<uuid:") || seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() { "{id}" } else { seg })
+        .map(|seg| {
+            if seg.starts_with("<uuid:")
+                || seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty()
+            {
+                "{id}"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -201,7 +224,10 @@ async fn send(
     let mut headers = Map::new();
     for name in KEPT_HEADERS {
         if let Some(v) = resp.headers().get(name) {
-            headers.insert(name.to_string(), Value::String(v.to_str().unwrap_or_default().to_string()));
+            headers.insert(
+                name.to_string(),
+                Value::String(v.to_str().unwrap_or_default().to_string()),
+            );
         }
     }
     let content_type = headers
@@ -210,12 +236,20 @@ async fn send(
         .unwrap_or_default()
         .to_string();
     let body = resp.bytes().await?.to_vec();
-    Ok(RawResponse { status, headers, content_type, body })
+    Ok(RawResponse {
+        status,
+        headers,
+        content_type,
+        body,
+    })
 }
 
 /// A multipart/form-data body written by hand: FORMAT.md wants filenames
 /// exactly as given (no percent-encoding), which form builders do not promise.
-pub fn multipart_body(parts: &[Value], localize: &dyn Fn(&str) -> String) -> anyhow::Result<(String, Vec<u8>)> {
+pub fn multipart_body(
+    parts: &[Value],
+    localize: &dyn Fn(&str) -> String,
+) -> anyhow::Result<(String, Vec<u8>)> {
     let boundary = format!("janitor-harness-{}", uuid::Uuid::new_v4().simple());
     let mut body = Vec::new();
     for part in parts {
@@ -338,11 +372,17 @@ async fn dump_redis(
                 parsed(&s)
             }
             "list" => {
-                let l: Vec<String> = redis::cmd("LRANGE").arg(&name).arg(0).arg(-1).query_async(conn).await?;
+                let l: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&name)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(conn)
+                    .await?;
                 Value::Array(l.iter().map(|s| parsed(s)).collect())
             }
             "set" => {
-                let mut l: Vec<String> = redis::cmd("SMEMBERS").arg(&name).query_async(conn).await?;
+                let mut l: Vec<String> =
+                    redis::cmd("SMEMBERS").arg(&name).query_async(conn).await?;
                 l.sort();
                 Value::Array(l.iter().map(|s| parsed(s)).collect())
             }
@@ -395,7 +435,8 @@ pub fn file_entry(raw: &[u8], gzip: bool) -> anyhow::Result<Value> {
     let content = if gzip {
         let mut d = flate2::read::GzDecoder::new(raw);
         let mut buf = Vec::new();
-        d.read_to_end(&mut buf).context("a stored log is not valid gzip")?;
+        d.read_to_end(&mut buf)
+            .context("a stored log is not valid gzip")?;
         buf
     } else {
         raw.to_vec()
@@ -404,7 +445,10 @@ pub fn file_entry(raw: &[u8], gzip: bool) -> anyhow::Result<Value> {
     if gzip {
         entry.insert("gzip".into(), json!(true));
     }
-    entry.insert("sha256".into(), json!(hex::encode(Sha256::digest(&content))));
+    entry.insert(
+        "sha256".into(),
+        json!(hex::encode(Sha256::digest(&content))),
+    );
     entry.insert("size".into(), json!(content.len()));
     if let Ok(text) = String::from_utf8(content) {
         entry.insert("text".into(), json!(text));

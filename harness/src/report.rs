@@ -18,7 +18,9 @@ pub fn scenario_lines(o: &Outcome) -> String {
         Status::Failed => "FAILED".into(),
         Status::Pending => format!(
             "pending ({})",
-            o.pending_reason.as_deref().unwrap_or("listed in golden/pending.toml")
+            o.pending_reason
+                .as_deref()
+                .unwrap_or("listed in golden/pending.toml")
         ),
         Status::PendingPassed => {
             "FAILED: passes but is listed in golden/pending.toml; remove it from the list".into()
@@ -35,7 +37,11 @@ pub fn scenario_lines(o: &Outcome) -> String {
         for d in o.verdict.unexplained.iter().take(SHOWN_DIFFERENCES) {
             let _ = writeln!(s, "    {d}");
         }
-        let more = o.verdict.unexplained.len().saturating_sub(SHOWN_DIFFERENCES);
+        let more = o
+            .verdict
+            .unexplained
+            .len()
+            .saturating_sub(SHOWN_DIFFERENCES);
         if more > 0 {
             let _ = writeln!(s, "    … and {more} more differences (see --json)");
         }
@@ -44,7 +50,12 @@ pub fn scenario_lines(o: &Outcome) -> String {
 }
 
 fn ledgered_ids(o: &Outcome) -> String {
-    let mut ids: Vec<&str> = o.verdict.ledgered.iter().map(|(id, _)| id.as_str()).collect();
+    let mut ids: Vec<&str> = o
+        .verdict
+        .ledgered
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
     ids.sort();
     ids.dedup();
     ids.join(", ")
@@ -58,7 +69,12 @@ pub struct Summary {
 }
 
 pub fn summarize(outcomes: &[Outcome], extra_failures: usize) -> Summary {
-    let mut s = Summary { passed: 0, failed: extra_failures, pending: 0, ledgered: 0 };
+    let mut s = Summary {
+        passed: 0,
+        failed: extra_failures,
+        pending: 0,
+        ledgered: 0,
+    };
     for o in outcomes {
         match o.status {
             Status::Passed => {
@@ -95,11 +111,17 @@ pub fn route_latencies(outcomes: &[Outcome]) -> BTreeMap<String, (usize, Duratio
             by.entry(route.clone()).or_default().push(*d);
         }
     }
-    by.into_iter().map(|(k, v)| (k, (v.len(), median(v)))).collect()
+    by.into_iter()
+        .map(|(k, v)| (k, (v.len(), median(v))))
+        .collect()
 }
 
 pub fn timing_lines(outcomes: &[Outcome]) -> String {
-    let setups: Vec<Duration> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.setup).collect();
+    let setups: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.error.is_none())
+        .map(|o| o.setup)
+        .collect();
     if setups.is_empty() {
         return String::new();
     }

@@ -85,8 +85,11 @@ impl RunningTarget {
                 std::io::Write::write_all(&mut config, full.as_bytes())?;
                 let port = crate::services::process::free_port()?;
                 let public_port = crate::services::process::free_port()?;
-                let avoid: Vec<String> =
-                    r.avoid_hosts.iter().map(|h| format!("--avoid-host={h}")).collect();
+                let avoid: Vec<String> = r
+                    .avoid_hosts
+                    .iter()
+                    .map(|h| format!("--avoid-host={h}"))
+                    .collect();
                 let line = cmd
                     .replace("{config}", &config.path().display().to_string())
                     .replace("{port}", &port.to_string())
@@ -96,8 +99,14 @@ impl RunningTarget {
                     .replace("{artifacts}", &env.dir.localize(&r.artifact_location))
                     .replace("{run_timeout}", &r.run_timeout_minutes.to_string())
                     .replace("{avoid_hosts}", &avoid.join(" "))
-                    .replace("{dep_server_url}", r.dep_server_url.as_deref().unwrap_or(""))
-                    .replace("{apt_archive_url}", r.apt_archive_url.as_deref().unwrap_or(""));
+                    .replace(
+                        "{dep_server_url}",
+                        r.dep_server_url.as_deref().unwrap_or(""),
+                    )
+                    .replace(
+                        "{apt_archive_url}",
+                        r.apt_archive_url.as_deref().unwrap_or(""),
+                    );
                 let child = Command::new("sh")
                     .args(["-c", &format!("exec {line}")])
                     .stdin(Stdio::null())

@@ -29,29 +29,40 @@ fn test_name(scenario: &str) -> String {
 fn main() {
     let args = Arguments::from_args();
     let files = collect(&[golden_dir()]).expect("golden/");
-    let scenarios: Arc<Vec<Scenario>> =
-        Arc::new(files.iter().map(|f| Scenario::load(f).expect("scenario")).collect());
+    let scenarios: Arc<Vec<Scenario>> = Arc::new(
+        files
+            .iter()
+            .map(|f| Scenario::load(f).expect("scenario"))
+            .collect(),
+    );
     let ledger = Arc::new(Ledger::load(&golden_dir().join("divergences.toml")).expect("ledger"));
     let pending = Arc::new(Pending::load(&golden_dir().join("pending.toml")).expect("pending"));
     let mut trials = Vec::new();
 
     for (i, s) in scenarios.iter().enumerate() {
         let (scenarios, ledger, pending) = (scenarios.clone(), ledger.clone(), pending.clone());
-        trials.push(Trial::test(format!("golden::{}", test_name(&s.name)), move || {
-            let scenario = &scenarios[i];
-            let outcome = runtime().block_on(check(scenario, &TargetSpec::InProcess, &ledger, &pending));
-            let text = report::scenario_lines(&outcome);
-            match outcome.status {
-                Status::Passed | Status::Pending => Ok(()),
-                _ => Err(Failed::from(text)),
-            }
-        }));
+        trials.push(Trial::test(
+            format!("golden::{}", test_name(&s.name)),
+            move || {
+                let scenario = &scenarios[i];
+                let outcome =
+                    runtime().block_on(check(scenario, &TargetSpec::InProcess, &ledger, &pending));
+                let text = report::scenario_lines(&outcome);
+                match outcome.status {
+                    Status::Passed | Status::Pending => Ok(()),
+                    _ => Err(Failed::from(text)),
+                }
+            },
+        ));
     }
 
     for (i, s) in scenarios.iter().enumerate() {
         let all = scenarios.clone();
         trials.push(Trial::test(
-            format!("selftest::normalizing_is_identity_on::{}", test_name(&s.name)),
+            format!(
+                "selftest::normalizing_is_identity_on::{}",
+                test_name(&s.name)
+            ),
             move || normalizing_is_identity(&all[i]),
         ));
         let (scenarios, ledger) = (scenarios.clone(), ledger.clone());
@@ -63,32 +74,44 @@ fn main() {
 
     {
         let (scenarios, ledger) = (scenarios.clone(), ledger.clone());
-        trials.push(Trial::test("ledger::every_entry_applies_to_some_golden", move || {
-            let unused = ledger.unused(&scenarios);
-            if unused.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("ledger entries that apply to no golden: {unused:?}").into())
-            }
-        }));
+        trials.push(Trial::test(
+            "ledger::every_entry_applies_to_some_golden",
+            move || {
+                let unused = ledger.unused(&scenarios);
+                if unused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("ledger entries that apply to no golden: {unused:?}").into())
+                }
+            },
+        ));
     }
     {
         let (scenarios, pending) = (scenarios.clone(), pending.clone());
-        trials.push(Trial::test("ledger::pending_names_only_goldens", move || {
-            let unknown: Vec<&str> = pending
-                .pending
-                .iter()
-                .map(|p| p.scenario.as_str())
-                .filter(|n| !scenarios.iter().any(|s| s.name == *n))
-                .collect();
-            if unknown.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("pending.toml names scenarios that are not goldens: {unknown:?}").into())
-            }
-        }));
+        trials.push(Trial::test(
+            "ledger::pending_names_only_goldens",
+            move || {
+                let unknown: Vec<&str> = pending
+                    .pending
+                    .iter()
+                    .map(|p| p.scenario.as_str())
+                    .filter(|n| !scenarios.iter().any(|s| s.name == *n))
+                    .collect();
+                if unknown.is_empty() {
+                    Ok(())
+                } else {
+                    Err(
+                        format!("pending.toml names scenarios that are not goldens: {unknown:?}")
+                            .into(),
+                    )
+                }
+            },
+        ));
     }
-    trials.push(Trial::test("selftest::goldens_match_shared_ground_truth", goldens_match_shared));
+    trials.push(Trial::test(
+        "selftest::goldens_match_shared_ground_truth",
+        goldens_match_shared,
+    ));
 
     libtest_mimic::run(&args, trials).exit();
 }
@@ -131,8 +154,11 @@ fn first_leaf(v: &Value, path: String) -> Option<(String, String)> {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
             let k = keys.first()?;
-            first_leaf(&m[*k], format!("{path}/{}", k.replace('~', "~0").replace('/', "~1")))
-                .map(|(p, ptr)| (p, ptr))
+            first_leaf(
+                &m[*k],
+                format!("{path}/{}", k.replace('~', "~0").replace('/', "~1")),
+            )
+            .map(|(p, ptr)| (p, ptr))
         }
         Value::Array(a) if !a.is_empty() => first_leaf(&a[0], format!("{path}/0")),
         _ => Some((path.clone(), path)),
@@ -152,7 +178,9 @@ fn mutations_are_caught(s: &Scenario, ledger: &Ledger) -> Result<(), Failed> {
     ];
     let mut checked = 0;
     for (label, base) in sections {
-        let Some(section) = golden.pointer(&base) else { continue };
+        let Some(section) = golden.pointer(&base) else {
+            continue;
+        };
         if section.as_object().is_some_and(|m| m.is_empty()) || section.is_null() {
             continue;
         }
@@ -160,10 +188,14 @@ fn mutations_are_caught(s: &Scenario, ledger: &Ledger) -> Result<(), Failed> {
         let pointer = if label == "response" {
             format!("{base}/status")
         } else {
-            first_leaf(section, base.clone()).map(|(_, p)| p).unwrap_or(base.clone())
+            first_leaf(section, base.clone())
+                .map(|(_, p)| p)
+                .unwrap_or(base.clone())
         };
         let mut ours = golden.clone();
-        let Some(target) = ours.pointer_mut(&pointer) else { continue };
+        let Some(target) = ours.pointer_mut(&pointer) else {
+            continue;
+        };
         mutate(target);
         let diffs = compare_outputs(&golden, &ours);
         if diffs.is_empty() {
@@ -177,9 +209,15 @@ fn mutations_are_caught(s: &Scenario, ledger: &Ledger) -> Result<(), Failed> {
             .map(|p| p.replace("~1", "/").replace("~0", "~"))
             .filter(|p| p.parse::<usize>().is_err())
             .collect();
-        let hit = diffs.iter().any(|d| want.iter().all(|w| d.path.contains(w.as_str())));
+        let hit = diffs
+            .iter()
+            .any(|d| want.iter().all(|w| d.path.contains(w.as_str())));
         if !hit {
-            return Err(format!("{label}: change at {pointer} reported at {:?}", diffs[0].path).into());
+            return Err(format!(
+                "{label}: change at {pointer} reported at {:?}",
+                diffs[0].path
+            )
+            .into());
         }
         let verdict = judge(s, &ours, ledger);
         if verdict.passed() && label != "response" {
@@ -202,9 +240,12 @@ fn goldens_match_shared() -> Result<(), Failed> {
     for f in collect(&[shared]).map_err(|e| e.to_string())? {
         let ours = golden_dir().join(f.file_name().unwrap());
         let a = std::fs::read(&f).map_err(|e| e.to_string())?;
-        let b = std::fs::read(&ours).map_err(|_| format!("{} is missing from golden/", ours.display()))?;
+        let b = std::fs::read(&ours)
+            .map_err(|_| format!("{} is missing from golden/", ours.display()))?;
         if a != b {
-            return Err(format!("{} differs from the recording in ../shared", ours.display()).into());
+            return Err(
+                format!("{} differs from the recording in ../shared", ours.display()).into(),
+            );
         }
     }
     Ok(())

@@ -13,8 +13,17 @@ use std::time::Duration;
 fn runner_binary() -> PathBuf {
     // target/debug/deps/record-… → target/debug/janitor-runner
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("janitor-runner");
-    assert!(bin.exists(), "{} not built: run `cargo test --workspace`", bin.display());
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("janitor-runner");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
@@ -31,7 +40,8 @@ fn binary_target() -> TargetSpec {
 
 /// A golden with its recorded outputs removed: a scenario input.
 fn input(name: &str) -> Scenario {
-    let mut s = Scenario::load(&janitor_harness::golden_dir().join(format!("{name}.json"))).unwrap();
+    let mut s =
+        Scenario::load(&janitor_harness::golden_dir().join(format!("{name}.json"))).unwrap();
     for step in &mut s.steps {
         step.response = None;
     }
@@ -54,11 +64,14 @@ async fn recording_our_binary_round_trips_through_replay() {
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, text).unwrap();
         let reloaded = Scenario::load(&path).unwrap();
-        let replayed = janitor_harness::replay::run(&reloaded, &TargetSpec::InProcess).await.unwrap();
+        let replayed = janitor_harness::replay::run(&reloaded, &TargetSpec::InProcess)
+            .await
+            .unwrap();
         let verdict = judge(&reloaded, &replayed.doc, &ledger);
         assert!(verdict.passed(), "{name}: {:?}", verdict.unexplained);
         // And what our binary answers is what the Python runner answered.
-        let python = Scenario::load(&janitor_harness::golden_dir().join(format!("{name}.json"))).unwrap();
+        let python =
+            Scenario::load(&janitor_harness::golden_dir().join(format!("{name}.json"))).unwrap();
         for (ours, theirs) in reloaded.steps.iter().zip(&python.steps) {
             assert_eq!(ours.response, theirs.response, "{name}");
         }
@@ -67,9 +80,13 @@ async fn recording_our_binary_round_trips_through_replay() {
 
 #[tokio::test]
 async fn diff_of_two_live_runners_is_empty_for_the_same_code() {
-    let diffs = diff_targets(&input("unknown-path"), &binary_target(), &TargetSpec::InProcess)
-        .await
-        .unwrap();
+    let diffs = diff_targets(
+        &input("unknown-path"),
+        &binary_target(),
+        &TargetSpec::InProcess,
+    )
+    .await
+    .unwrap();
     assert!(diffs.is_empty(), "{diffs:?}");
 }
 
@@ -80,8 +97,15 @@ async fn diff_reports_a_runner_that_answers_differently() {
     // whose recorded request we alter for one side only.
     let mut other = input("health");
     other.steps[0].request["path"] = serde_json::json!("/nonexistent");
-    let a = janitor_harness::replay::run(&input("health"), &binary_target()).await.unwrap();
-    let b = janitor_harness::replay::run(&other, &TargetSpec::InProcess).await.unwrap();
+    let a = janitor_harness::replay::run(&input("health"), &binary_target())
+        .await
+        .unwrap();
+    let b = janitor_harness::replay::run(&other, &TargetSpec::InProcess)
+        .await
+        .unwrap();
     let diffs = janitor_harness::compare::compare_outputs(&a.doc, &b.doc);
-    assert!(diffs.iter().any(|d| d.path == "steps[0].response.status"), "{diffs:?}");
+    assert!(
+        diffs.iter().any(|d| d.path == "steps[0].response.status"),
+        "{diffs:?}"
+    );
 }

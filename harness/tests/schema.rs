@@ -13,20 +13,43 @@ fn expected() -> serde_json::Value {
 
 #[tokio::test]
 async fn migrations_build_the_python_schema() {
-    let db = services::postgres().await.unwrap().create_database().await.unwrap();
+    let db = services::postgres()
+        .await
+        .unwrap()
+        .create_database()
+        .await
+        .unwrap();
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     let actual = dump_catalog(&mut conn).await.unwrap();
     let diffs = diff_catalogs(&expected(), &actual);
-    assert!(diffs.is_empty(), "schema differs from the Python runner's:\n  {}", diffs.join("\n  "));
+    assert!(
+        diffs.is_empty(),
+        "schema differs from the Python runner's:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 #[tokio::test]
 async fn a_schema_change_is_reported_by_name() {
-    let db = services::postgres().await.unwrap().create_database().await.unwrap();
+    let db = services::postgres()
+        .await
+        .unwrap()
+        .create_database()
+        .await
+        .unwrap();
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
-    conn.execute("DROP INDEX queue_bucket_priority_id_idx").await.unwrap();
-    conn.execute("ALTER TABLE worker ADD COLUMN extra text").await.unwrap();
+    conn.execute("DROP INDEX queue_bucket_priority_id_idx")
+        .await
+        .unwrap();
+    conn.execute("ALTER TABLE worker ADD COLUMN extra text")
+        .await
+        .unwrap();
     let diffs = diff_catalogs(&expected(), &dump_catalog(&mut conn).await.unwrap());
-    assert!(diffs.iter().any(|d| d.contains("queue_bucket_priority_id_idx")), "{diffs:?}");
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains("queue_bucket_priority_id_idx")),
+        "{diffs:?}"
+    );
     assert!(diffs.iter().any(|d| d.contains("extra")), "{diffs:?}");
 }

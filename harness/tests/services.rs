@@ -12,13 +12,27 @@ async fn each_test_gets_its_own_database_cloned_from_the_migrated_template() {
     assert_ne!(a.db.name, b.db.name);
     let mut ca = PgConnection::connect(&a.db.url).await.unwrap();
     let mut cb = PgConnection::connect(&b.db.url).await.unwrap();
-    ca.execute("INSERT INTO worker (name, password) VALUES ('only-in-a', 'x')").await.unwrap();
-    let n: i64 = sqlx::query("SELECT count(*) FROM worker").fetch_one(&mut cb).await.unwrap().get(0);
+    ca.execute("INSERT INTO worker (name, password) VALUES ('only-in-a', 'x')")
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT count(*) FROM worker")
+        .fetch_one(&mut cb)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "databases are shared");
     // The template is migrated: the Debian part (debversion) is there.
-    let v: String = sqlx::query("SELECT '1.0-1'::debversion::text").fetch_one(&mut cb).await.unwrap().get(0);
+    let v: String = sqlx::query("SELECT '1.0-1'::debversion::text")
+        .fetch_one(&mut cb)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "1.0-1");
-    let tz: String = sqlx::query("SHOW timezone").fetch_one(&mut cb).await.unwrap().get(0);
+    let tz: String = sqlx::query("SHOW timezone")
+        .fetch_one(&mut cb)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(tz, "UTC");
 }
 
@@ -43,13 +57,19 @@ async fn the_gcs_emulator_stores_and_lists_objects_over_the_json_api() {
     let bucket = format!("b-{}", uuid::Uuid::new_v4().simple());
     gcs.create_bucket(&bucket).await.unwrap();
     let resp = reqwest::Client::new()
-        .post(format!("{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=dir/x.txt", gcs.endpoint))
+        .post(format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=dir/x.txt",
+            gcs.endpoint
+        ))
         .body("hello")
         .send()
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    assert_eq!(gcs.objects(&bucket).await.unwrap(), vec![("dir/x.txt".to_string(), b"hello".to_vec())]);
+    assert_eq!(
+        gcs.objects(&bucket).await.unwrap(),
+        vec![("dir/x.txt".to_string(), b"hello".to_vec())]
+    );
 }
 
 #[tokio::test]
@@ -61,5 +81,8 @@ async fn a_spawned_server_is_removed_when_dropped() {
     let socket = s.redis.url.trim_start_matches("redis+unix://").to_string();
     assert!(std::path::Path::new(&socket).exists());
     drop(s);
-    assert!(!std::path::Path::new(&socket).exists(), "redis directory left behind");
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "redis directory left behind"
+    );
 }

@@ -24,7 +24,9 @@ fn concretize(v: &Value) -> Value {
         Value::String(s) if s == "<duration>" => json!(1.5),
         Value::String(s) => Value::String(s.replace("<uuid:", "uuid-").replace('>', "")),
         Value::Array(a) => Value::Array(a.iter().map(concretize).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), concretize(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), concretize(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -33,12 +35,23 @@ fn concretize(v: &Value) -> Value {
 /// documents (minus the three status keys), and single-run GET answers.
 fn active_runs(s: &Scenario) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    if let Some(h) = s.redis_after.as_ref().and_then(|r| r["keys"]["active-runs"]["value"].as_object()) {
+    if let Some(h) = s
+        .redis_after
+        .as_ref()
+        .and_then(|r| r["keys"]["active-runs"]["value"].as_object())
+    {
         for (k, v) in h {
-            out.push((format!("{}: redis active-runs[{k}]", s.name), v["json"].clone()));
+            out.push((
+                format!("{}: redis active-runs[{k}]", s.name),
+                v["json"].clone(),
+            ));
         }
     }
-    if let Some(msgs) = s.redis_after.as_ref().and_then(|r| r["published"]["queue"].as_array()) {
+    if let Some(msgs) = s
+        .redis_after
+        .as_ref()
+        .and_then(|r| r["published"]["queue"].as_array())
+    {
         for (i, m) in msgs.iter().enumerate() {
             for run in m["json"]["processing"].as_array().into_iter().flatten() {
                 let mut run = run.as_object().cloned().unwrap_or_default();
@@ -51,7 +64,10 @@ fn active_runs(s: &Scenario) -> Vec<(String, Value)> {
     }
     for (i, st) in s.steps.iter().enumerate() {
         let resp = st.response.as_ref().unwrap();
-        if st.method() == "GET" && st.path().contains("/active-runs/<uuid:") && resp["status"] == 200 {
+        if st.method() == "GET"
+            && st.path().contains("/active-runs/<uuid:")
+            && resp["status"] == 200
+        {
             out.push((format!("{}: steps[{i}]", s.name), resp["json"].clone()));
         }
     }
@@ -88,7 +104,10 @@ fn every_recorded_active_run_round_trips() {
             seen += 1;
         }
     }
-    assert!(seen >= 10, "only {seen} recorded active runs found: is golden/ complete?");
+    assert!(
+        seen >= 10,
+        "only {seen} recorded active runs found: is golden/ complete?"
+    );
 }
 
 #[test]
@@ -96,7 +115,9 @@ fn every_result_json_a_golden_uploads_with_success_parses() {
     let mut seen = 0;
     for s in goldens() {
         for st in &s.steps {
-            let Some(parts) = st.request["multipart"].as_array() else { continue };
+            let Some(parts) = st.request["multipart"].as_array() else {
+                continue;
+            };
             let status = st.response.as_ref().unwrap()["status"].as_u64();
             for p in parts.iter().filter(|p| p["filename"] == "result.json") {
                 let parsed = janitor_runner::types::result::WorkerResult::from_json(&p["json"]);

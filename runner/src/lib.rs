@@ -3,25 +3,25 @@
 //! The crate is the whole service; `main.rs` only turns command-line flags
 //! into [`settings::Settings`] and calls [`server::Runner::start`].
 
-pub mod clock;
-pub mod config;
-pub mod http;
-pub mod pyjson;
-pub mod server;
-pub mod settings;
 pub mod app;
-pub mod background;
-pub mod metrics;
 pub mod assign;
 pub mod auth;
 pub mod backchannel;
+pub mod background;
+pub mod clock;
+pub mod config;
 pub mod db;
 pub mod finish;
+pub mod http;
+pub mod metrics;
+pub mod pyjson;
+pub mod pyrepr;
 pub mod schedule;
+pub mod server;
+pub mod settings;
 pub mod state;
 pub mod storage;
 pub mod types;
+pub mod urlutils;
 pub mod vcs;
 pub mod watchdog;
-pub mod pyrepr;
-pub mod urlutils;

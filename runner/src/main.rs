@@ -7,7 +7,10 @@ use janitor_runner::settings::Settings;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "janitor-runner", about = "Hand queued jobs to workers and collect their results")]
+#[command(
+    name = "janitor-runner",
+    about = "Hand queued jobs to workers and collect their results"
+)]
 struct Flags {
     /// Port of the internal app.
     #[arg(long, default_value_t = 9911)]
@@ -93,10 +96,9 @@ impl Flags {
 async fn run(flags: Flags) -> anyhow::Result<()> {
     let config_text = std::fs::read_to_string(&flags.config)?;
     let config = janitor_runner::config::read_config(&flags.config)?;
-    let database_url = config
-        .database_location
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("{}: database_location is not set", flags.config.display()))?;
+    let database_url = config.database_location.clone().ok_or_else(|| {
+        anyhow::anyhow!("{}: database_location is not set", flags.config.display())
+    })?;
     let redis_url = config
         .redis_location
         .clone()

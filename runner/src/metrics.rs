@@ -3,8 +3,8 @@
 //! process-global one; per instance keeps parallel in-process runners apart).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// prometheus_client's default buckets.
@@ -54,8 +54,11 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec 
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(PY_BUCKETS.to_vec()), labels)
-        .expect("metric");
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(PY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("metric");
     r.register(Box::new(h.clone())).expect("register");
     h
 }
@@ -74,16 +77,36 @@ impl Metrics {
             "Last time a batch job successfully finished",
         )
         .expect("metric");
-        r.register(Box::new(job_last_success.clone())).expect("register");
+        r.register(Box::new(job_last_success.clone()))
+            .expect("register");
         Metrics {
             run_count: counter(&r, "run_count_total", "Number of runs handled."),
             job_last_success,
             build_duration: histogram_vec(&r, "build_duration", "Build duration", &["campaign"]),
-            result: counter_vec(&r, "result_total", "General result", &["campaign", "result_code"]),
+            result: counter_vec(
+                &r,
+                "result_total",
+                "General result",
+                &["campaign", "result_code"],
+            ),
             active_runs: gauge_vec(&r, "active_runs", "Number of active runs", &["worker"]),
-            assignments: counter_vec(&r, "assignments_total", "Number of assignments handed out", &["worker"]),
-            rate_limited_host: counter_vec(&r, "rate_limited_host_total", "Rate limiting per host", &["host"]),
-            artifact_upload_failed: counter(&r, "artifact_upload_failed_total", "Number of failed artifact uploads"),
+            assignments: counter_vec(
+                &r,
+                "assignments_total",
+                "Number of assignments handed out",
+                &["worker"],
+            ),
+            rate_limited_host: counter_vec(
+                &r,
+                "rate_limited_host_total",
+                "Rate limiting per host",
+                &["host"],
+            ),
+            artifact_upload_failed: counter(
+                &r,
+                "artifact_upload_failed_total",
+                "Number of failed artifact uploads",
+            ),
             queue_empty: counter(&r, "queue_empty_total", "Queue was empty."),
             primary_logfile_upload_failed: counter(
                 &r,
@@ -96,8 +119,18 @@ impl Metrics {
                 "postgres_insufficient_resources_total",
                 "Number of times PostgreSQL reported insufficient resources",
             ),
-            requests: counter_vec(&r, "requests_total", "Total request count", &["method", "route", "status"]),
-            request_latency: histogram_vec(&r, "request_latency_seconds", "Request latency", &["route"]),
+            requests: counter_vec(
+                &r,
+                "requests_total",
+                "Total request count",
+                &["method", "route", "status"],
+            ),
+            request_latency: histogram_vec(
+                &r,
+                "request_latency_seconds",
+                "Request latency",
+                &["route"],
+            ),
             requests_in_progress: gauge_vec(
                 &r,
                 "requests_in_progress_total",
@@ -133,7 +166,10 @@ mod tests {
         m.run_count.inc();
         m.build_duration.with_label_values(&["c"]).observe(1.0);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("assignments_total{worker=\"None\"} 1"), "{text}");
+        assert!(
+            text.contains("assignments_total{worker=\"None\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("run_count_total 1"));
         assert!(text.contains("build_duration_bucket{campaign=\"c\",le=\"0.075\"} 0"));
         assert!(text.contains("# TYPE job_last_success_unixtime gauge"));

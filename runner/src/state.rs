@@ -154,9 +154,17 @@ pub async fn keepalives(app: &App) -> Result<HashMap<String, NaiveDateTime>, Sta
 }
 
 /// `rate_limited(host, retry_after)`: no retry-after → now + 120 s.
-pub async fn rate_limit(app: &App, host: &str, retry_after: Option<NaiveDateTime>) -> Result<(), StateError> {
-    app.metrics.rate_limited_host.with_label_values(&[host]).inc();
-    let until = retry_after.unwrap_or_else(|| app.clock.now_naive() + chrono::Duration::seconds(120));
+pub async fn rate_limit(
+    app: &App,
+    host: &str,
+    retry_after: Option<NaiveDateTime>,
+) -> Result<(), StateError> {
+    app.metrics
+        .rate_limited_host
+        .with_label_values(&[host])
+        .inc();
+    let until =
+        retry_after.unwrap_or_else(|| app.clock.now_naive() + chrono::Duration::seconds(120));
     let mut redis = app.redis.clone();
     redis
         .hset::<_, _, _, ()>(RATE_LIMIT_HOSTS, host, isoformat(&until))
@@ -189,7 +197,11 @@ pub async fn processing(app: &App) -> Result<Vec<Value>, StateError> {
         let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&raw) else {
             continue;
         };
-        let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let id = m
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         match keepalives.get(&id) {
             Some(t) => {
                 let age = seconds_between(&now, t);
@@ -231,7 +243,11 @@ pub async fn status_document(app: &App) -> Result<Value, StateError> {
     Ok(Value::Object(doc))
 }
 
-pub async fn publish<T: serde::Serialize + ?Sized>(app: &App, channel: &str, message: &T) -> Result<(), StateError> {
+pub async fn publish<T: serde::Serialize + ?Sized>(
+    app: &App,
+    channel: &str,
+    message: &T,
+) -> Result<(), StateError> {
     let mut redis = app.redis.clone();
     redis
         .publish::<_, _, ()>(channel, crate::pyjson::to_string(message))

@@ -29,7 +29,9 @@ mod imp {
             .await
             .context("starting the postgres container")?;
         let port = c.get_host_port_ipv4(5432).await?;
-        let url = url::Url::parse(&format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"))?;
+        let url = url::Url::parse(&format!(
+            "postgres://postgres:postgres@127.0.0.1:{port}/postgres"
+        ))?;
         Ok((url, Box::new(c)))
     }
 
@@ -72,7 +74,9 @@ pub fn docker_answers() -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = [0u8; 64];

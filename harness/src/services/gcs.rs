@@ -20,7 +20,11 @@ impl GcsServer {
     pub async fn start(provider: &super::Provider) -> anyhow::Result<GcsServer> {
         match provider {
             super::Provider::Env(host) => Ok(GcsServer {
-                endpoint: if host.starts_with("http") { host.clone() } else { format!("http://{host}") },
+                endpoint: if host.starts_with("http") {
+                    host.clone()
+                } else {
+                    format!("http://{host}")
+                },
                 _process: None,
             }),
             super::Provider::Container => {
@@ -38,7 +42,11 @@ impl GcsServer {
             .send()
             .await?;
         if !resp.status().is_success() && resp.status().as_u16() != 409 {
-            bail!("creating bucket {name}: {} {}", resp.status(), resp.text().await?);
+            bail!(
+                "creating bucket {name}: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
         }
         Ok(())
     }
@@ -79,7 +87,9 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let top = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = std::env::var("JANITOR_VENV").map(PathBuf::from).unwrap_or(top.join(".venv"));
+    let venv = std::env::var("JANITOR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or(top.join(".venv"));
     if let Ok(rd) = std::fs::read_dir(venv.join("lib")) {
         for py in rd.filter_map(|e| e.ok()) {
             let bin = py
@@ -99,11 +109,25 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
     for _ in 0..5 {
         let port = free_port()?;
         let mut cmd = Command::new(&bin);
-        cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
-            .args(["-public-host", &format!("127.0.0.1:{port}"), "-log-level", "error"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-backend",
+            "memory",
+        ])
+        .args([
+            "-public-host",
+            &format!("127.0.0.1:{port}"),
+            "-log-level",
+            "error",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let mut proc = OwnedProcess::spawn(cmd, Some(dir.clone()), libc::SIGTERM)
             .with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");
@@ -112,7 +136,10 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
         loop {
             if let Ok(r) = client.get(format!("{endpoint}/storage/v1/b")).send().await {
                 if r.status().is_success() {
-                    return Ok(GcsServer { endpoint, _process: Some(proc) });
+                    return Ok(GcsServer {
+                        endpoint,
+                        _process: Some(proc),
+                    });
                 }
             }
             if proc.exited().is_some() {

@@ -34,7 +34,11 @@ pub fn choose(env_value: Option<String>, docker: bool, containers_built: bool) -
 
 fn provider_for(env: &str) -> Provider {
     let docker = cfg!(feature = "containers") && containers::docker_answers();
-    choose(std::env::var(env).ok(), docker, cfg!(feature = "containers"))
+    choose(
+        std::env::var(env).ok(),
+        docker,
+        cfg!(feature = "containers"),
+    )
 }
 
 static POSTGRES: OnceCell<postgres::PostgresServer> = OnceCell::const_new();
@@ -43,7 +47,9 @@ static GCS: OnceCell<gcs::GcsServer> = OnceCell::const_new();
 /// The process-wide PostgreSQL server with its migrated template.
 pub async fn postgres() -> anyhow::Result<&'static postgres::PostgresServer> {
     POSTGRES
-        .get_or_try_init(|| postgres::PostgresServer::start(provider_for(postgres::DATABASE_URL_ENV)))
+        .get_or_try_init(|| {
+            postgres::PostgresServer::start(provider_for(postgres::DATABASE_URL_ENV))
+        })
         .await
 }
 

@@ -74,11 +74,12 @@ impl PostgresServer {
     /// outlives one run (an env-provided one) is migrated again only when they change.
     async fn ensure_template(&self) -> anyhow::Result<()> {
         let mut admin = self.admin().await?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1 AND NOT datallowconn = false")
-                .bind(&self.template)
-                .fetch_optional(&mut admin)
-                .await?;
+        let exists: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM pg_database WHERE datname = $1 AND NOT datallowconn = false",
+        )
+        .bind(&self.template)
+        .fetch_optional(&mut admin)
+        .await?;
         if exists.is_some() {
             return Ok(());
         }
@@ -100,7 +101,13 @@ impl PostgresServer {
         }
         // Rename into place; another process may have won the race meanwhile.
         let renamed = admin
-            .execute(format!("ALTER DATABASE \"{building}\" RENAME TO \"{}\"", self.template).as_str())
+            .execute(
+                format!(
+                    "ALTER DATABASE \"{building}\" RENAME TO \"{}\"",
+                    self.template
+                )
+                .as_str(),
+            )
             .await;
         if renamed.is_err() {
             admin
@@ -116,7 +123,11 @@ impl PostgresServer {
             "jh_{}_{}_{}",
             std::process::id(),
             CLONES.fetch_add(1, Ordering::SeqCst),
-            uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("x")
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..8)
+                .unwrap_or("x")
         );
         let mut admin = self.admin().await?;
         let mut attempt = 0;
@@ -183,7 +194,9 @@ impl Drop for TestDatabase {
                 rt.block_on(async move {
                     if let Ok(mut c) = PgConnection::connect(&admin_url).await {
                         let _ = c
-                            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+                            )
                             .await;
                     }
                 });
@@ -200,7 +213,10 @@ fn find_bindir() -> anyhow::Result<PathBuf> {
     // debversion is packaged for 15; prefer it, then any installed version.
     let mut candidates = vec![PathBuf::from("/usr/lib/postgresql/15/bin")];
     if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut others: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
+        let mut others: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .collect();
         others.sort();
         others.reverse();
         candidates.extend(others);
@@ -237,7 +253,16 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
     initdb
         .args(["-D"])
         .arg(&data)
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ])
         .env("TZ", "UTC")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -254,13 +279,20 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
             .args(["-p", &port.to_string(), "-k"])
             .arg(&sockets)
             .args([
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "timezone=UTC",
-                "-c", "max_connections=300",
-                "-c", "shared_buffers=128MB",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "timezone=UTC",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -281,7 +313,10 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(attempt, "postgres exited at start; retrying on another port");
+        tracing::warn!(
+            attempt,
+            "postgres exited at start; retrying on another port"
+        );
         std::mem::forget(proc); // keep the directory for the next attempt
     }
     bail!("could not start postgres (5 attempts)")

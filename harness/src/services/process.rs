@@ -61,7 +61,11 @@ pub struct OwnedProcess {
 }
 
 impl OwnedProcess {
-    pub fn spawn(mut cmd: Command, dir: Option<PathBuf>, stop_signal: i32) -> std::io::Result<Self> {
+    pub fn spawn(
+        mut cmd: Command,
+        dir: Option<PathBuf>,
+        stop_signal: i32,
+    ) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         unsafe {
             cmd.pre_exec(|| {
@@ -92,7 +96,9 @@ impl OwnedProcess {
 
     /// Has the process exited already (e.g. failed to start)?
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 

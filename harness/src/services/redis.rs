@@ -66,20 +66,33 @@ async fn spawn_redis() -> anyhow::Result<RedisServer> {
     let mut cmd = Command::new(&bin);
     cmd.args(["--port", "0", "--unixsocket"])
         .arg(&socket)
-        .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut proc = OwnedProcess::spawn(cmd, Some(dir.clone()), libc::SIGKILL).with_context(|| {
-        format!("starting {bin}: install redis-server (ci/setup.sh) or set {REDIS_URL_ENV}")
-    })?;
+    let mut proc =
+        OwnedProcess::spawn(cmd, Some(dir.clone()), libc::SIGKILL).with_context(|| {
+            format!("starting {bin}: install redis-server (ci/setup.sh) or set {REDIS_URL_ENV}")
+        })?;
     let url = format!("redis+unix://{}", socket.display());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if socket.exists() {
             if let Ok(client) = redis::Client::open(url.as_str()) {
                 if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok()
+                    {
                         break;
                     }
                 }

@@ -18,15 +18,24 @@ pub fn router(state: AppState) -> Router {
             get(super::routes::active_runs::list).post(super::routes::active_runs::assign),
         )
         .route("/active-runs/+peek", get(super::routes::active_runs::peek))
-        .route("/active-runs/{run_id}", get(super::routes::active_runs::get))
-        .route("/active-runs/{run_id}/finish", post(super::routes::finish::finish))
+        .route(
+            "/active-runs/{run_id}",
+            get(super::routes::active_runs::get),
+        )
+        .route(
+            "/active-runs/{run_id}/finish",
+            post(super::routes::finish::finish),
+        )
         .route("/log/{run_id}", get(super::routes::logs::log_index))
         .route("/log/{run_id}/{filename}", get(super::routes::logs::log))
         .route("/kill/{run_id}", post(super::routes::logs::kill))
         .route("/queue", get(super::routes::queue::list))
         .route("/queue/position", get(super::routes::queue::position))
         .route("/schedule", post(super::routes::schedule::schedule))
-        .route("/schedule-control", post(super::routes::schedule::schedule_control))
+        .route(
+            "/schedule-control",
+            post(super::routes::schedule::schedule_control),
+        )
         .route(
             "/runs/{run_id}",
             get(super::routes::runs::get).post(super::routes::runs::update),
@@ -39,14 +48,19 @@ pub fn router(state: AppState) -> Router {
             "/candidates",
             get(super::routes::candidates::list).post(super::routes::candidates::upload),
         )
-        .route("/candidates/{id}", axum::routing::delete(super::routes::candidates::delete))
+        .route(
+            "/candidates/{id}",
+            axum::routing::delete(super::routes::candidates::delete),
+        )
         .fallback(|| async { not_found_page() })
         .layer(axum::middleware::map_response(framework_pages))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), super::metrics_layer::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::metrics_layer::track,
+        ))
         .with_state(state)
 }
 
 async fn health() -> Response {
     text_response(StatusCode::OK, "ok")
 }
-

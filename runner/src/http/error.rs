@@ -64,7 +64,10 @@ pub fn text_response(status: StatusCode, text: impl Into<String>) -> Response {
 pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(APPLICATION_JSON),
+        )],
         crate::pyjson::to_vec(body),
     )
         .into_response()
@@ -90,9 +93,10 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Text { status, text } => text_response(status, text),
             ApiError::Reason { status, reason } => reason_response(status, &reason),
-            ApiError::NotImplemented(what) => {
-                reason_response(StatusCode::NOT_IMPLEMENTED, &format!("not implemented: {what}"))
-            }
+            ApiError::NotImplemented(what) => reason_response(
+                StatusCode::NOT_IMPLEMENTED,
+                &format!("not implemented: {what}"),
+            ),
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "request failed");
                 internal_error_page()

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 /// Parse a request body as JSON, or explain why it is not.
 pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Parse a request body that must be a JSON object (handlers call `.get()` on it).

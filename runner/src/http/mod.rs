@@ -5,8 +5,8 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod metrics_layer;
-pub mod routes;
 pub mod public;
+pub mod routes;
 
 pub use error::ApiError;
 

@@ -9,7 +9,10 @@ use axum::Router;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { text_response(StatusCode::OK, "") }))
-        .route("/runner/active-runs", post(super::routes::public_runs::assign))
+        .route(
+            "/runner/active-runs",
+            post(super::routes::public_runs::assign),
+        )
         .route(
             "/runner/active-runs/{run_id}",
             get(super::routes::active_runs::get),
@@ -20,7 +23,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { not_found_page() })
         .layer(axum::middleware::map_response(framework_pages))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), super::metrics_layer::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::metrics_layer::track,
+        ))
         .with_state(state)
 }
-

@@ -10,9 +10,13 @@ use serde_json::{Map, Value};
 pub enum Backchannel {
     None,
     /// The worker's own HTTP server (`kind: "http"`).
-    Polling { my_url: String },
+    Polling {
+        my_url: String,
+    },
     /// A Jenkins build (`kind: "jenkins"`).
-    Jenkins { my_url: String },
+    Jenkins {
+        my_url: String,
+    },
 }
 
 impl Backchannel {
@@ -112,13 +116,22 @@ impl ActiveRun {
 
     /// `from_json` (data-types.md §3.3).
     pub fn from_json(v: &Value) -> Result<ActiveRun, ActiveRunError> {
-        let req = |k: &str| v.get(k).ok_or_else(|| ActiveRunError(format!("missing {k}")));
+        let req = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| ActiveRunError(format!("missing {k}")))
+        };
         let opt_str = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let start = req("start_time")?
             .as_str()
             .and_then(parse_naive)
             .ok_or_else(|| ActiveRunError("bad start_time".into()))?;
-        for k in ["backchannel", "change_set", "instigated_context", "worker", "worker_link"] {
+        for k in [
+            "backchannel",
+            "change_set",
+            "instigated_context",
+            "worker",
+            "worker_link",
+        ] {
             req(k)?;
         }
         Ok(ActiveRun {
@@ -170,7 +183,9 @@ mod tests {
             worker_name: Some("w1".into()),
             worker_link: None,
             vcs_info: vcs,
-            backchannel: Backchannel::Polling { my_url: "http://w1:8080/".into() },
+            backchannel: Backchannel::Polling {
+                my_url: "http://w1:8080/".into(),
+            },
             instigated_context: Value::Null,
             resume_from: None,
         }
@@ -196,9 +211,14 @@ mod tests {
 
     #[test]
     fn jenkins_is_recognised_before_polling() {
-        let b = Backchannel::Jenkins { my_url: "http://j/job/1/".into() };
+        let b = Backchannel::Jenkins {
+            my_url: "http://j/job/1/".into(),
+        };
         assert_eq!(Backchannel::from_json(&b.to_json()), b);
-        assert_eq!(Backchannel::from_json(&serde_json::json!({})), Backchannel::None);
+        assert_eq!(
+            Backchannel::from_json(&serde_json::json!({})),
+            Backchannel::None
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub fn parse_naive(s: &str) -> Option<NaiveDateTime> {
 /// `timedelta.total_seconds()` between two naive datetimes, microsecond precision.
 pub fn seconds_between(later: &NaiveDateTime, earlier: &NaiveDateTime) -> f64 {
     let d = *later - *earlier;
-    d.num_microseconds().map(|us| us as f64 / 1e6).unwrap_or(d.num_seconds() as f64)
+    d.num_microseconds()
+        .map(|us| us as f64 / 1e6)
+        .unwrap_or(d.num_seconds() as f64)
 }
 
 #[cfg(test)]
