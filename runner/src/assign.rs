@@ -5,15 +5,15 @@
 use crate::app::App;
 use crate::config::{Campaign, DebianBuild, Distribution};
 use crate::db;
+use crate::finish::FinishError;
 use crate::state::{self, StateError};
-use crate::types::time::{isoformat, seconds_between};
+use crate::types::result::JanitorResult;
 use crate::types::{ActiveRun, Backchannel};
 use crate::vcs::{self, BranchOpener, VcsManager};
-use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -501,169 +501,21 @@ fn manager_for<'a>(managers: &'a [(String, VcsManager)], vcs_type: &str) -> Opti
     managers.iter().find(|(k, _)| k == vcs_type).map(|(_, m)| m)
 }
 
-/// The JanitorResult JSON of a runner-made abort (data-types.md §6.2).
-fn abort_result_json(
+/// Inline abort (§7.2): stored like any finished run (run row, queue item
+/// deleted, claim released, background reschedule); a run that already
+/// exists is left alone, as upstream swallows "run exists".
+async fn abort(
+    app: &Arc<App>,
     run: &ActiveRun,
-    change_set: &str,
     code: &str,
     description: &str,
-    finish: &NaiveDateTime,
-) -> Value {
-    #[derive(Serialize)]
-    struct AbortResult<'a> {
-        codebase: &'a Option<String>,
-        campaign: &'a str,
-        change_set: &'a str,
-        log_id: &'a str,
-        description: &'a str,
-        code: &'a str,
-        failure_details: Option<()>,
-        failure_stage: Option<()>,
-        duration: f64,
-        finish_time: String,
-        start_time: String,
-        transient: Option<bool>,
-        target: Map<String, Value>,
-        logfilenames: [(); 0],
-        codemod: Option<()>,
-        value: Option<()>,
-        remotes: Map<String, Value>,
-        branch_url: Option<&'a Value>,
-        resume: Option<()>,
-        branches: Option<()>,
-        tags: Option<()>,
-        revision: Option<()>,
-        main_branch_revision: Option<()>,
-    }
-    serde_json::to_value(AbortResult {
-        codebase: &run.codebase,
-        campaign: &run.campaign,
-        change_set,
-        log_id: &run.log_id,
-        description,
-        code,
-        failure_details: None,
-        failure_stage: None,
-        duration: seconds_between(finish, &run.start_time),
-        finish_time: isoformat(finish),
-        start_time: isoformat(&run.start_time),
-        transient: None,
-        target: Map::new(),
-        logfilenames: [],
-        codemod: None,
-        value: None,
-        remotes: Map::new(),
-        branch_url: run.vcs_info.get("branch_url"),
-        resume: None,
-        branches: None,
-        tags: None,
-        revision: None,
-        main_branch_revision: None,
-    })
-    .expect("serialisable")
-}
-
-/// Inline abort (§7.2): store a run with the given code, drop the queue
-/// item, release the claim, and reschedule in the background. A run that
-/// already exists is left alone (upstream swallows "run exists").
-async fn abort(app: &App, run: &ActiveRun, code: &str, description: &str) -> anyhow::Result<()> {
-    let finish = app.clock.now_naive();
-    app.metrics
-        .result
-        .with_label_values(&[&run.campaign, code])
-        .inc();
-    app.metrics
-        .build_duration
-        .with_label_values(&[&run.campaign])
-        .observe(seconds_between(&finish, &run.start_time));
-    let change_set = run
-        .change_set
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| run.log_id.clone());
-    let codebase = run.codebase.clone().unwrap_or_default();
-    let mut tx = app.db.begin().await?;
-    if run.change_set.as_deref().is_none_or(str::is_empty) {
-        db::runs::ensure_change_set(&mut tx, &change_set, &run.campaign).await?;
-    }
-    let vcs_str = |k: &str| run.vcs_info.get(k).and_then(Value::as_str);
-    let stored = db::runs::insert_run(
-        &mut tx,
-        &db::runs::NewRun {
-            id: &run.log_id,
-            command: Some(&run.command),
-            description: Some(description),
-            result_code: code,
-            start_time: Some(run.start_time),
-            finish_time: Some(finish),
-            instigated_context: run.instigated_context.as_str(),
-            suite: &run.campaign,
-            vcs_type: vcs_str("vcs_type"),
-            branch_url: vcs_str("branch_url"),
-            logfilenames: &[],
-            worker: run.worker_name.as_deref(),
-            change_set: &change_set,
-            codebase: &codebase,
-            ..Default::default()
-        },
-    )
-    .await;
-    if let Err(e) = stored {
-        let duplicate = e
-            .as_database_error()
-            .and_then(|d| d.constraint())
-            .is_some_and(|c| c == "run_pkey");
-        if duplicate {
-            drop(tx);
-            state::unclaim(app, &run.log_id).await?;
-            return Ok(());
-        }
-        return Err(e.into());
-    }
-    db::queue::delete_item(&mut tx, run.queue_id).await?;
-    tx.commit().await?;
-    let result = abort_result_json(run, &change_set, code, description, &finish);
-    state::publish(app, "result", &result).await?;
-    state::unclaim(app, &run.log_id).await?;
-    state::publish_status(app).await?;
-    app.metrics
-        .job_last_success
-        .set(app.clock.now().timestamp_millis() as f64 / 1000.0);
-    spawn_reschedule(app, run, None);
-    Ok(())
-}
-
-/// §7.5: re-queue (codebase, campaign) after a stored run, in the background.
-fn spawn_reschedule(app: &App, run: &ActiveRun, context: Option<String>) {
-    let db = app.db.clone();
+) -> anyhow::Result<()> {
     let now = app.clock.now_naive();
-    let campaign = run.campaign.clone();
-    let codebase = run.codebase.clone().unwrap_or_default();
-    let change_set = run.change_set.clone();
-    app.background.spawn(async move {
-        let Ok(mut conn) = db.acquire().await else {
-            return;
-        };
-        let r = crate::schedule::do_schedule_regular(
-            &mut conn,
-            crate::schedule::Regular {
-                codebase: &codebase,
-                campaign: &campaign,
-                change_set: change_set.as_deref(),
-                context: context.as_deref(),
-                requester: Some("after run schedule"),
-                ..Default::default()
-            },
-            now,
-        )
-        .await;
-        match r {
-            Ok(_) | Err(crate::schedule::ScheduleError::CandidateUnavailable { .. }) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, %campaign, %codebase, "reschedule after abort failed")
-            }
-        }
-    });
+    let mut result = JanitorResult::aborted(run, code, Some(description.to_string()), None, now);
+    match crate::finish::finish_run(app, run, &mut result).await {
+        Ok(()) | Err(FinishError::RunExists(_)) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
 }
 
 /// VcsInfo (data-types.md §2) of a selected row, keys in upstream order.
@@ -693,7 +545,7 @@ async fn excluded_hosts(app: &App) -> Result<Vec<String>, StateError> {
 /// The whole procedure (§4): returns the assignment; in peek mode the claim
 /// is released before returning.
 pub async fn next_item(
-    app: &App,
+    app: &Arc<App>,
     opener: &dyn BranchOpener,
     mode: Mode,
     req: &Request,
