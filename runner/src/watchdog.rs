@@ -4,11 +4,13 @@
 //!
 //! The decision is a pure function ([`decide`]); [`sweep`] gathers the runs
 //! from Redis, pings the due ones and records keepalives; [`watch`] repeats
-//! it and hands each abort to the caller's finish code.
+//! it and hands each abort to `abort_run` (or the caller's abort).
 
 use crate::app::App;
 use crate::backchannel::{self, BackchannelError};
+use crate::finish::{self, FinishError};
 use crate::state;
+use crate::types::result::JanitorResult;
 use crate::types::ActiveRun;
 use chrono::{NaiveDateTime, TimeDelta};
 use redis::AsyncCommands;
@@ -172,6 +174,35 @@ where
         }
         tokio::time::sleep(INTERVAL).await;
     }
+}
+
+/// `abort_run` (internals §7.2): store the run with the watchdog's code as a
+/// result without worker data. A run stored meanwhile ("run exists") is
+/// only logged, as upstream.
+pub async fn abort_run(app: &Arc<App>, run: &ActiveRun, abort: &Abort) -> anyhow::Result<()> {
+    let mut result = JanitorResult::aborted(
+        run,
+        abort.code,
+        Some(abort.description.clone()),
+        Some(abort.transient),
+        app.clock.now_naive(),
+    );
+    match finish::finish_run(app, run, &mut result).await {
+        Ok(()) => Ok(()),
+        Err(FinishError::RunExists(id)) => {
+            tracing::info!(run_id = %id, "run already stored; watchdog abort skipped");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Start the watchdog (once per runner; dropping the handle does not stop it,
+/// aborting it does).
+pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(watch(app, |app, run, abort| async move {
+        abort_run(&app, &run, &abort).await
+    }))
 }
 
 /// Python's `str(timedelta)`: `[D day[s], ]H:MM:SS[.ffffff]`, days floored

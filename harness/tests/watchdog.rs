@@ -1,0 +1,131 @@
+//! The keepalive watchdog against the real stack (in-process runner,
+//! PostgreSQL, Redis, a worker's HTTP server), with a manual clock: a silent
+//! run without backchannel is stored as a transient `worker-timeout`, a
+//! worker that moved on to another run as `run-disappeared`.
+
+use chrono::TimeDelta;
+use janitor_harness::fixtures::FakeWorker;
+use janitor_harness::services::TestServices;
+use janitor_runner::clock::{Clock, ManualClock};
+use janitor_runner::server::Runner;
+use janitor_runner::settings::Settings;
+use janitor_runner::types::{ActiveRun, Backchannel};
+use janitor_runner::{state, watchdog};
+use sqlx::{Connection, Executor, PgConnection};
+use std::sync::Arc;
+
+fn active_run(queue_id: i32, codebase: &str, clock: &ManualClock, bc: Backchannel) -> ActiveRun {
+    ActiveRun {
+        queue_id: queue_id as i64,
+        log_id: uuid::Uuid::new_v4().to_string(),
+        codebase: Some(codebase.into()),
+        change_set: None,
+        campaign: "fix".into(),
+        command: "true".into(),
+        estimated_duration: None,
+        start_time: clock.now_naive(),
+        worker_name: Some("w1".into()),
+        worker_link: None,
+        vcs_info: serde_json::Map::new(),
+        backchannel: bc,
+        instigated_context: serde_json::Value::Null,
+        resume_from: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_vanished_runs_are_aborted_and_stored() {
+    let services = TestServices::start().await.expect("test services");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
+    s.listen_address = "127.0.0.1".into();
+    s.port = 0;
+    s.public_port = None;
+    s.logs_location = Some(tmp.path().join("logs").display().to_string());
+    s.artifact_location = Some(tmp.path().join("artifacts").display().to_string());
+    s.watchdog = false;
+    s.db_max_connections = 3;
+    let start = chrono::DateTime::parse_from_rfc3339("2020-02-02T10:00:00Z")
+        .expect("date")
+        .into();
+    let clock = Arc::new(ManualClock::new(start));
+    let runner = Runner::start(s, clock.clone()).await.expect("runner");
+    let app = runner.app.clone();
+
+    let mut conn = PgConnection::connect(&services.db.url)
+        .await
+        .expect("connect");
+    conn.execute(
+        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
+         INSERT INTO codebase (name, vcs_type) VALUES ('silent', 'git'), ('moved', 'git'); \
+         INSERT INTO queue (codebase, suite, command, bucket) VALUES \
+         ('silent', 'fix', 'true', 'default'), ('moved', 'fix', 'true', 'default')",
+    )
+    .await
+    .expect("seed");
+
+    // The fake worker's /log-id answers `unknown`: it moved on to another run.
+    let worker = FakeWorker::start().await.expect("fake worker");
+    let silent = active_run(1, "silent", &clock, Backchannel::None);
+    let moved = active_run(
+        2,
+        "moved",
+        &clock,
+        Backchannel::Polling {
+            my_url: worker.url(),
+        },
+    );
+    state::register(&app, &silent).await.expect("register");
+    state::register(&app, &moved).await.expect("register");
+
+    // Within the timeout: nothing happens (the moved worker is not even due).
+    clock.advance(TimeDelta::minutes(19));
+    assert!(watchdog::sweep(&app).await.expect("sweep").is_empty());
+    assert!(worker.requests().is_empty());
+
+    clock.advance(TimeDelta::minutes(42));
+    let aborts = watchdog::sweep(&app).await.expect("sweep");
+    assert_eq!(aborts.len(), 2, "{aborts:?}");
+    assert_eq!(worker.requests(), vec!["GET /log-id"]);
+    for (run, abort) in &aborts {
+        watchdog::abort_run(&app, run, abort).await.expect("abort");
+    }
+    runner.background_idle().await;
+
+    let rows: Vec<(String, String, Option<String>, Option<bool>)> = sqlx::query_as(
+        "SELECT codebase, result_code, description, failure_transient FROM run ORDER BY codebase",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("runs");
+    let moved_reason = format!(
+        "Worker started processing new run unknown rather than {}",
+        moved.log_id
+    );
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "moved".into(),
+                "run-disappeared".into(),
+                Some(moved_reason),
+                Some(true)
+            ),
+            (
+                "silent".into(),
+                "worker-timeout".into(),
+                Some("No keepalives received in 1:01:00.".into()),
+                Some(true)
+            ),
+        ]
+    );
+    assert_eq!(state::active_run_count(&app).await.expect("count"), 0);
+
+    // Aborting again finds the runs stored: logged, not an error.
+    for (run, abort) in &aborts {
+        watchdog::abort_run(&app, run, abort)
+            .await
+            .expect("second abort");
+    }
+    runner.shutdown().await.expect("shutdown");
+}
