@@ -1,0 +1,128 @@
+//! Replays, step by step, the interleaving behind the double hand-out seen
+//! under load (`cargo bench -p janitor-harness --bench claim_race`): worker
+//! B selects queue item X, worker A is handed X and finishes it (queue row
+//! deleted, claim released), then B claims X. The claim is atomic in Redis,
+//! but nothing checks that X is still queued once claimed, so B is handed a
+//! finished item. Exits non-zero while the assignment's own primitives let
+//! that happen; the last step shows the check that would refuse it.
+
+use janitor_harness::services::TestServices;
+use janitor_runner::db::queue::{self, NextItemFilter};
+use janitor_runner::server::Runner;
+use janitor_runner::settings::Settings;
+use janitor_runner::state;
+use janitor_runner::types::{ActiveRun, Backchannel};
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+campaign {
+  name: "lintian-fixes"
+  command: "lintian-brush"
+  default_empty: true
+  generic_build {
+  }
+}
+"#;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let services = TestServices::start().await?;
+    janitor_harness::load::seed(&services.db.url, 1, "lintian-fixes").await?;
+    let dir = tempfile::tempdir()?;
+    for d in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
+        std::fs::create_dir_all(dir.path().join(d))?;
+    }
+    let mut s = Settings::new(&services.db.url, &services.redis.url);
+    s.listen_address = "127.0.0.1".into();
+    s.port = 0;
+    s.public_port = None;
+    s.config_text = CONFIG.into();
+    s.public_vcs_location = Some(dir.path().join("vcs").display().to_string());
+    s.logs_location = Some(dir.path().join("logs").display().to_string());
+    s.artifact_location = Some(dir.path().join("artifacts").display().to_string());
+    s.watchdog = false;
+    let runner = Runner::start(s, janitor_runner::clock::system()).await?;
+    let app = runner.app.clone();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", runner.admin_addr);
+
+    // B: what assign::next_item does before its claim.
+    let claims: Vec<i32> = state::assigned_queue_items(&app)
+        .await?
+        .into_keys()
+        .filter_map(|k| i32::try_from(k).ok())
+        .collect();
+    let mut conn = app.db.acquire().await?;
+    let filter = NextItemFilter {
+        assigned: &claims,
+        ..Default::default()
+    };
+    let x = queue::next_item(&mut conn, &filter)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("queue empty"))?;
+    println!("B selected queue item {}", x.id);
+
+    // A: a whole cycle on the same item, through HTTP.
+    let a: Value = http
+        .post(format!("{base}/active-runs"))
+        .header("content-type", "application/json")
+        .body(r#"{"worker": "a", "backchannel": null}"#)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("A was handed queue item {}", a["queue_id"]);
+    let (ct, body) = janitor_harness::load::finish_body();
+    let fin = http
+        .post(format!(
+            "{base}/active-runs/{}/finish",
+            a["id"].as_str().unwrap_or_default()
+        ))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await?;
+    println!("A finished: {}", fin.status());
+    runner.background_idle().await;
+
+    // B: the atomic claim.
+    let run = ActiveRun {
+        queue_id: i64::from(x.id),
+        log_id: uuid::Uuid::new_v4().to_string(),
+        codebase: Some(x.codebase.clone()),
+        change_set: None,
+        campaign: x.campaign.clone(),
+        command: "true".into(),
+        estimated_duration: None,
+        start_time: app.clock.now_naive(),
+        worker_name: Some("b".into()),
+        worker_link: None,
+        vcs_info: serde_json::Map::new(),
+        backchannel: Backchannel::None,
+        instigated_context: Value::Null,
+        resume_from: None,
+    };
+    let claimed = state::register(&app, &run).await.is_ok();
+    let still_queued: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM queue WHERE id = $1)")
+            .bind(x.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    println!(
+        "B's claim on {} succeeded: {claimed}; item still queued: {still_queued}",
+        x.id
+    );
+    drop(conn);
+    runner.shutdown().await?;
+    if claimed && a["queue_id"].as_i64() == Some(i64::from(x.id)) {
+        println!(
+            "DOUBLE HAND-OUT: item {} handed to A (finished) and claimed by B. \
+             A check after the claim (the item still queued) would refuse it: {}",
+            x.id,
+            if still_queued { "no" } else { "yes" }
+        );
+        std::process::exit(1);
+    }
+    println!("no double hand-out");
+    Ok(())
+}
