@@ -38,7 +38,13 @@ pub struct Divergence {
     pub when: Vec<Check>,
     /// Paths allowed to differ: `response…` (relative to the matching step) or
     /// document paths (`db_after.run`, `redis_after.keys`, `files_after`, …).
+    #[serde(default)]
     pub differs: Vec<String>,
+    /// Document paths (e.g. `db_after.codebase`, `steps[2].response.json`)
+    /// where our list must hold every element of the golden's list and may
+    /// hold more: a narrower promise than `differs` for "we keep more rows".
+    #[serde(default)]
+    pub superset: Vec<String>,
     /// What we answer instead, checked on our response at every matching step.
     #[serde(default)]
     pub expect: Vec<Check>,
@@ -127,6 +133,31 @@ fn request_body(request: &Value) -> &Value {
         }
     }
     &request["json"]
+}
+
+/// Every element of the golden list is in ours (as a multiset), and ours has more.
+fn superset_holds(golden: Option<&Value>, ours: Option<&Value>) -> Result<(), String> {
+    let (Some(Value::Array(g)), Some(Value::Array(o))) = (golden, ours) else {
+        return Err("both sides must be lists".into());
+    };
+    let mut rest: Vec<&Value> = o.iter().collect();
+    for item in g {
+        match rest.iter().position(|x| *x == item) {
+            Some(i) => {
+                rest.remove(i);
+            }
+            None => {
+                return Err(format!(
+                    "missing {}",
+                    serde_json::to_string(item).unwrap_or_default()
+                ))
+            }
+        }
+    }
+    if rest.is_empty() {
+        return Err("nothing extra: the difference is gone".into());
+    }
+    Ok(())
 }
 
 pub fn route_matches(pattern: &str, path: &str) -> bool {
@@ -236,7 +267,7 @@ impl Ledger {
             if !ids.insert(d.id.clone()) {
                 anyhow::bail!("{}: duplicate divergence id {:?}", path.display(), d.id);
             }
-            if d.differs.is_empty() {
+            if d.differs.is_empty() && d.superset.is_empty() {
                 anyhow::bail!(
                     "{}: divergence {:?} names no path that differs",
                     path.display(),
@@ -263,9 +294,33 @@ impl Ledger {
         }
         let mut used = vec![false; applying.len()];
         let mut doc_used = vec![false; self.divergence.len()];
+        // Superset promises hold or fail as a whole, checked on the documents.
+        let golden = crate::check::golden_outputs(scenario);
+        let mut supersets: Vec<(usize, &str)> = Vec::new();
+        for (e, entry) in self.divergence.iter().enumerate() {
+            if !applying.iter().any(|(x, _)| *x == e) {
+                continue;
+            }
+            for path in &entry.superset {
+                match superset_holds(lookup(&golden, path), lookup(ours, path)) {
+                    Ok(()) => supersets.push((e, path.as_str())),
+                    Err(why) => verdict.ledger_errors.push(format!(
+                        "ledger entry {:?} promises our {path} holds every golden element: {why}",
+                        entry.id
+                    )),
+                }
+            }
+        }
         for diff in diffs {
             let mut owner = None;
+            if let Some((e, _)) = supersets.iter().find(|(_, p)| under(&diff.path, p)) {
+                doc_used[*e] = true;
+                owner = Some(self.divergence[*e].id.clone());
+            }
             for (k, (e, i)) in applying.iter().enumerate() {
+                if owner.is_some() {
+                    break;
+                }
                 let entry = &self.divergence[*e];
                 if entry.step_paths(*i).iter().any(|p| under(&diff.path, p)) {
                     used[k] = true;
@@ -306,7 +361,8 @@ impl Ledger {
         for (e, entry) in self.divergence.iter().enumerate() {
             let applies_here = applying.iter().any(|(x, _)| *x == e);
             let only_doc = entry.differs.iter().all(|d| !d.starts_with("response"));
-            if applies_here && only_doc && !doc_used[e] {
+            let promised = !entry.differs.is_empty() || supersets.iter().any(|(x, _)| *x == e);
+            if applies_here && only_doc && promised && !doc_used[e] {
                 verdict.ledger_errors.push(format!(
                     "ledger entry {:?} applies but none of its paths differ any more: remove or narrow it",
                     entry.id
@@ -510,6 +566,37 @@ reason = "r"
         let v = ledger.judge(&s, &ours, diffs);
         assert_eq!(v.unexplained.len(), 1);
         assert!(!v.passed());
+    }
+
+    #[test]
+    fn a_superset_entry_allows_extra_rows_but_not_changed_ones() {
+        let ledger: Ledger = toml::from_str(
+            r#"
+[[divergence]]
+id = "keep-all"
+method = "POST"
+route = "/codebases"
+golden_status = 200
+superset = ["db_after.codebase"]
+reason = "we keep every row"
+"#,
+        )
+        .unwrap();
+        let s: Scenario = serde_json::from_value(json!({"name": "t", "steps": [
+            {"request": {"method": "POST", "path": "/codebases"}, "response": {"status": 200}}],
+            "db_after": {"codebase": [{"name": "c3"}]}}))
+        .unwrap();
+        let golden = crate::check::golden_outputs(&s);
+        let judge = |ours: Value| {
+            let diffs = crate::compare::compare_outputs(&golden, &ours);
+            ledger.judge(&s, &ours, diffs)
+        };
+        let more = json!({"steps": [{"response": {"status": 200}}], "db_after": {"codebase": [{"name": "c1"}, {"name": "c3"}]}});
+        assert!(judge(more).passed());
+        let changed = json!({"steps": [{"response": {"status": 200}}], "db_after": {"codebase": [{"name": "c1"}, {"name": "c4"}]}});
+        assert!(!judge(changed).passed());
+        let same = json!({"steps": [{"response": {"status": 200}}], "db_after": {"codebase": [{"name": "c3"}]}});
+        assert!(!judge(same).passed());
     }
 
     #[test]

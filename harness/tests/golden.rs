@@ -158,7 +158,6 @@ fn first_leaf(v: &Value, path: String) -> Option<(String, String)> {
                 &m[*k],
                 format!("{path}/{}", k.replace('~', "~0").replace('/', "~1")),
             )
-            .map(|(p, ptr)| (p, ptr))
         }
         Value::Array(a) if !a.is_empty() => first_leaf(&a[0], format!("{path}/0")),
         _ => Some((path.clone(), path)),

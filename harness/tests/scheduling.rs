@@ -30,6 +30,7 @@ async fn setup() -> (TestServices, PgConnection) {
 }
 
 /// A finished run of `codebase`/`campaign` lasting `minutes`.
+#[allow(clippy::too_many_arguments)] // one column per argument keeps the seed rows readable
 async fn add_run(
     conn: &mut PgConnection,
     id: &str,

@@ -21,6 +21,7 @@ pub struct Runner {
     pub app: Arc<App>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
+    watchdog: Option<JoinHandle<()>>,
 }
 
 impl Runner {
@@ -71,7 +72,14 @@ impl Runner {
         let admin_addr = admin_listener.local_addr()?;
         servers.push(serve(admin_listener, http::admin::router(app.clone()), rx));
 
+        // Active runs live in Redis, so a restarted runner resumes watching them.
+        let watchdog = app
+            .settings
+            .watchdog
+            .then(|| crate::watchdog::spawn(app.clone()));
+
         Ok(Runner {
+            watchdog,
             admin_addr,
             public_addr,
             app,
@@ -89,6 +97,9 @@ impl Runner {
     /// waits for background jobs.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(w) = &self.watchdog {
+            w.abort();
+        }
         for server in self.servers {
             server.await??;
         }
