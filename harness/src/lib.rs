@@ -15,6 +15,7 @@ pub mod report;
 pub mod scenario;
 pub mod services;
 pub mod target;
+pub mod testing;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,138 @@
+//! The claim is atomic across runner processes: 50 concurrent assigns spread
+//! over TWO `janitor-runner` processes (separate pools) sharing one
+//! PostgreSQL and one Redis never hand out a queue item twice.
+
+use janitor_harness::services::TestServices;
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ITEMS: u64 = 20;
+const ASSIGNS: usize = 50;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn runner_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("janitor-runner");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+async fn start_runner(conf: &std::path::Path, vcs: &std::path::Path) -> (Proc, String) {
+    let port = janitor_harness::services::process::free_port().unwrap();
+    let child = Command::new(runner_binary())
+        .args([
+            "--config",
+            conf.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--public-port",
+            "0",
+        ])
+        .args([
+            "--listen-address",
+            "127.0.0.1",
+            "--public-vcs-location",
+            vcs.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "runner did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (Proc(child), url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runner_processes_never_hand_out_an_item_twice() {
+    let services = TestServices::start().await.unwrap();
+    janitor_harness::load::seed(&services.db.url, ITEMS, "scratch")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let conf = dir.path().join("janitor.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "database_location: {:?}\nredis_location: {:?}\nlogs_location: {:?}\nartifact_location: {:?}\n\
+             committer: \"Janitor Bot <janitor@example.com>\"\n\
+             campaign {{\n  name: \"scratch\"\n  default_empty: true\n  generic_build {{\n    chroot: \"x\"\n  }}\n}}\n",
+            services.db.url,
+            services.redis.url,
+            dir.path().join("logs").display().to_string(),
+            dir.path().join("artifacts").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let vcs = dir.path().join("vcs");
+    let (_a, url_a) = start_runner(&conf, &vcs).await;
+    let (_b, url_b) = start_runner(&conf, &vcs).await;
+
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..ASSIGNS {
+        let url = if i % 2 == 0 {
+            url_a.clone()
+        } else {
+            url_b.clone()
+        };
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(format!("{url}/active-runs"))
+                .body(r#"{"worker": null}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap();
+            (status, body)
+        }));
+    }
+    let mut handed = Vec::new();
+    let mut empty = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            201 => handed.push(body["queue_id"].as_i64().unwrap()),
+            503 => {
+                assert_eq!(body, serde_json::json!({"reason": "queue empty"}));
+                empty += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let distinct: HashSet<i64> = handed.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        handed.len(),
+        "an item was handed out twice: {handed:?}"
+    );
+    assert_eq!(handed.len() as u64, ITEMS, "every item is handed out once");
+    assert_eq!(empty, ASSIGNS - ITEMS as usize);
+}
