@@ -266,7 +266,7 @@ async fn finish_once(bed: &Bed) -> anyhow::Result<Duration> {
     .bind(&row.2)
     .bind(row.3)
     .bind(&row.4)
-    .bind(&row.5)
+    .bind(row.5)
     .execute(&bed.db)
     .await?;
     Ok(took)

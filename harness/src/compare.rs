@@ -107,7 +107,9 @@ fn or_array(v: &Value) -> Value {
 fn compare_response(g: &Value, o: &Value, path: &str, out: &mut Vec<Difference>) {
     // The recordings note why instead of `true` ("prometheus text format; …"):
     // any value other than null/false means the body was not recorded.
-    if g.get("body_ignored").is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+    if g.get("body_ignored")
+        .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+    {
         diff(&g["status"], &o["status"], &format!("{path}.status"), out);
         diff(
             &g["headers"]["content-type"],
