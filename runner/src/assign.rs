@@ -587,7 +587,7 @@ pub async fn next_item(
             instigated_context: item.context.clone().map_or(Value::Null, Value::String),
             resume_from: None,
         };
-        match state::register(app, &run).await {
+        match state::claim(app, &run).await {
             Ok(()) => {}
             Err(StateError::AlreadyClaimed(_)) => {
                 // Someone else won this item since we read the claims.
@@ -596,6 +596,15 @@ pub async fn next_item(
             }
             Err(e) => return Err(e.into()),
         }
+        // The item may have been finished (deleted, then released) between
+        // our SELECT and our claim: then the claim is stale. One indexed
+        // lookup closes the double hand-out upstream suffers from.
+        if !db::queue::exists(&mut conn, &item).await? {
+            state::withdraw(app, &run).await?;
+            assigned.push(item.id);
+            continue;
+        }
+        state::announce(app, &run).await?;
         let Some(campaign) = app.config.campaign(&item.campaign) else {
             tracing::warn!(campaign = %item.campaign, "unknown campaign");
             let description = format!("Campaign {} unknown", item.campaign);

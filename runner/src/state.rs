@@ -45,6 +45,14 @@ return 1
 
 /// Claim the run's queue item and record the run (register, §5.1).
 pub async fn register(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    claim(app, run).await?;
+    announce(app, run).await
+}
+
+/// The atomic half of `register`: claim the queue item and store the run.
+/// Nothing is published yet, so a claim that turns out stale can be
+/// withdrawn with [`withdraw`] without anyone having seen it.
+pub async fn claim(app: &App, run: &ActiveRun) -> Result<(), StateError> {
     let now = app.clock.now_naive();
     let json = crate::pyjson::to_string(&run.to_json(&now));
     let mut redis = app.redis.clone();
@@ -61,12 +69,33 @@ pub async fn register(app: &App, run: &ActiveRun) -> Result<(), StateError> {
     if claimed == 0 {
         return Err(StateError::AlreadyClaimed(run.queue_id));
     }
+    Ok(())
+}
+
+/// The visible half of `register`: the `queue` publication and the metrics.
+pub async fn announce(app: &App, run: &ActiveRun) -> Result<(), StateError> {
     publish_status(app).await?;
     app.metrics
         .active_runs
         .with_label_values(&[run.worker_name.as_deref().unwrap_or(NONE_LABEL)])
         .inc();
     app.metrics.run_count.inc();
+    Ok(())
+}
+
+/// Undo a [`claim`] that was never announced (no metrics to correct).
+pub async fn withdraw(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    let mut redis = app.redis.clone();
+    redis::pipe()
+        .atomic()
+        .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
+        .ignore()
+        .hdel(ACTIVE_RUNS, &run.log_id)
+        .ignore()
+        .hdel(LAST_KEEPALIVE, &run.log_id)
+        .ignore()
+        .query_async::<()>(&mut redis)
+        .await?;
     Ok(())
 }
 

@@ -210,6 +210,23 @@ pub async fn next_item(
     q.fetch_optional(conn).await
 }
 
+/// Is the queue item still there? A claim won after a finish released it
+/// refers to a deleted item (finish commits the deletion before releasing).
+/// Looked up through the unique (codebase, suite, change set) index: the
+/// schema has no index on `queue.id`.
+pub async fn exists(conn: &mut PgConnection, item: &NextItem) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM queue WHERE codebase = $2 AND suite = $3 \
+         AND coalesce(change_set, '') = coalesce($4, '') AND id = $1)",
+    )
+    .bind(item.id)
+    .bind(&item.codebase)
+    .bind(&item.campaign)
+    .bind(&item.change_set)
+    .fetch_one(conn)
+    .await
+}
+
 /// Delete one queue item (a stored run consumed it).
 pub async fn delete_item(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM queue WHERE id = $1")
