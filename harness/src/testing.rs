@@ -52,3 +52,22 @@ impl TestRunner {
         )
     }
 }
+
+/// The `janitor-runner` binary next to the running test executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/janitor-runner`);
+/// `cargo test --workspace` builds it because the runner crate has
+/// integration tests.
+pub fn runner_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("janitor-runner");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}

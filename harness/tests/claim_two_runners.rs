@@ -19,25 +19,9 @@ impl Drop for Proc {
     }
 }
 
-fn runner_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("janitor-runner");
-    assert!(
-        bin.exists(),
-        "{} not built: run `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
-
 async fn start_runner(conf: &std::path::Path, vcs: &std::path::Path) -> (Proc, String) {
     let port = janitor_harness::services::process::free_port().unwrap();
-    let child = Command::new(runner_binary())
+    let child = Command::new(janitor_harness::testing::runner_binary())
         .args([
             "--config",
             conf.to_str().unwrap(),

@@ -7,32 +7,14 @@ use janitor_harness::ledger::Ledger;
 use janitor_harness::record::{diff_targets, record, to_golden_json};
 use janitor_harness::scenario::Scenario;
 use janitor_harness::target::TargetSpec;
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn runner_binary() -> PathBuf {
-    // target/debug/deps/record-… → target/debug/janitor-runner
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("janitor-runner");
-    assert!(
-        bin.exists(),
-        "{} not built: run `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
 
 fn binary_target() -> TargetSpec {
     TargetSpec::Command {
         cmd: format!(
             "{} --config {{config}} --port {{port}} --public-port {{public_port}} \
              --listen-address 127.0.0.1 --public-vcs-location {{vcs}} --run-timeout {{run_timeout}} {{avoid_hosts}}",
-            runner_binary().display()
+            janitor_harness::testing::runner_binary().display()
         ),
         settle: Duration::from_millis(200),
     }
