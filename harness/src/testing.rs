@@ -16,6 +16,15 @@ impl TestRunner {
     /// Fresh database and Redis, a private directory for logs, artifacts and
     /// the VCS store, and a runner with both apps on free ports.
     pub async fn start(config: &str) -> anyhow::Result<TestRunner> {
+        Self::start_with(config, |_, _| {}).await
+    }
+
+    /// [`TestRunner::start`] with settings adjusted by `customize`, which
+    /// also gets the private directory.
+    pub async fn start_with(
+        config: &str,
+        customize: impl FnOnce(&mut Settings, &std::path::Path),
+    ) -> anyhow::Result<TestRunner> {
         let services = TestServices::start().await?;
         let dir = tempfile::tempdir()?;
         for sub in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
@@ -32,6 +41,7 @@ impl TestRunner {
         s.artifact_location = Some(path("artifacts"));
         s.watchdog = false;
         s.db_max_connections = 5;
+        customize(&mut s, dir.path());
         let runner = Runner::start(s, janitor_runner::clock::system()).await?;
         Ok(TestRunner {
             runner,

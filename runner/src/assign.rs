@@ -48,6 +48,10 @@ impl Default for Request {
 pub enum AssignError {
     #[error("queue empty")]
     QueueEmpty,
+    /// The forge rate-limited the resume lookup (§4.3); the item was
+    /// aborted and the host is excluded until the limit ends.
+    #[error("rate limited")]
+    RateLimited,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -625,7 +629,9 @@ pub async fn next_item(
         .and_then(Value::as_str)
         .map(str::to_string);
 
+    let refresh = item.refresh.unwrap_or(false);
     let mut colocated: Option<Vec<String>> = None;
+    let mut resume_branch: Option<vcs::ResumeBranch> = None;
     let vcs_type: Option<String>;
     match run
         .vcs_info
@@ -642,8 +648,21 @@ pub async fn next_item(
                     Builder::Generic { .. } => Vec::new(),
                 });
                 vcs_type = Some(branch.vcs_type.clone());
-                // No forge resume branch (§6.6): this port has no forge
-                // support yet, so resumes come from the VCS store only.
+                if !refresh {
+                    let names = crate::forge::candidate_names(
+                        campaign.branch_name.as_deref(),
+                        &item.codebase,
+                    );
+                    match opener.forge_resume(&branch, &names).await? {
+                        vcs::ForgeResume::None => {}
+                        vcs::ForgeResume::Found(b) => resume_branch = Some(b),
+                        vcs::ForgeResume::RateLimited { host, reason } => {
+                            state::rate_limit(app, &host, None).await?;
+                            abort(app, &run, "resume-rate-limited", &reason).await?;
+                            return Err(AssignError::RateLimited);
+                        }
+                    }
+                }
             }
             Err(vcs::OpenError::UnsupportedVcs(t)) => {
                 return Err(anyhow::anyhow!("unsupported vcs type {t}").into());
@@ -657,26 +676,37 @@ pub async fn next_item(
     }
     let vcs_type = vcs_type.map(|t| t.to_lowercase());
     let managers = managers(app)?;
-    let refresh = item.refresh.unwrap_or(false);
 
-    let mut resume: Option<Value> = None;
-    if !refresh {
-        if let Some(manager) = vcs_type.as_deref().and_then(|t| manager_for(&managers, t)) {
-            let branch = format!("{}/main", campaign.name.as_deref().unwrap_or_default());
-            let tip = tokio::time::timeout(
-                vcs::STORE_TIMEOUT,
-                manager.branch_tip(&item.codebase, &branch),
-            )
-            .await
-            .ok()
-            .flatten();
-            if let Some((revision, branch_url)) = tip {
-                if let Some(r) = db::runs::resume_run(&mut conn, &item.campaign, &revision).await? {
-                    if r.publish_status != "rejected" {
-                        run.resume_from = Some(r.id.clone());
-                        resume = Some(resume_json(&r, &branch_url));
-                    }
+    // §4.4: without a forge resume branch, the store's `<campaign>/main`.
+    if resume_branch.is_none() && !refresh {
+        if let Some(t) = vcs_type.as_deref() {
+            match manager_for(&managers, t) {
+                None => tracing::warn!(vcs_type = t, "no public VCS manager"),
+                Some(manager) => {
+                    let branch = format!("{}/main", campaign.name.as_deref().unwrap_or_default());
+                    resume_branch = tokio::time::timeout(
+                        vcs::STORE_TIMEOUT,
+                        manager.branch_tip(&item.codebase, &branch, opener),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
                 }
+            }
+        }
+    }
+
+    // §4.5: a resume needs a successful, unrejected run at the branch's tip.
+    let mut resume: Option<Value> = None;
+    if let Some(b) = &resume_branch {
+        if let Some(r) = db::runs::resume_run(&mut conn, &item.campaign, &b.revision).await? {
+            if r.publish_status != "rejected" {
+                // Upstream refuses to hand out credentials-bearing URLs (QI-5: a 500).
+                if b.url.starts_with("git+ssh:") || b.url.starts_with("bzr+ssh:") {
+                    return Err(anyhow::anyhow!("resume branch {} is authenticated", b.url).into());
+                }
+                run.resume_from = Some(r.id.clone());
+                resume = Some(resume_json(&r, &b.url));
             }
         }
     }

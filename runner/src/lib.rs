@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod finish;
+pub mod forge;
 pub mod http;
 pub mod metrics;
 pub mod pyjson;

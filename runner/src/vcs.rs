@@ -11,6 +11,7 @@
 use futures::future::BoxFuture;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -18,6 +19,8 @@ use tokio::process::Command;
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a VCS-store lookup may take before it counts as "no resume" (§4.4).
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the forge lookup may take before it counts as "no resume" (§4.3).
+pub const FORGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A successfully opened branch.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,46 @@ pub struct OpenedBranch {
     pub vcs_type: String,
     /// Names of every branch colocated in the same control directory.
     pub colocated: BTreeSet<String>,
+    /// Breezy's branch object, kept so the forge lookup (§6.6) asks about
+    /// the very branch the assignment opened (`None` for the git CLI).
+    pub handle: Option<BranchHandle>,
+}
+
+/// A Breezy branch object shared between blocking tasks.
+#[derive(Clone)]
+pub struct BranchHandle(pub Arc<breezyshim::branch::GenericBranch>);
+
+impl std::fmt::Debug for BranchHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BranchHandle")
+    }
+}
+
+impl PartialEq for BranchHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A branch an assignment may resume from (§4.3 forge, §4.4 VCS store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeBranch {
+    /// The tip as a Breezy revision id (`git-v1:<sha>` for git).
+    pub revision: String,
+    /// The branch's user URL, as ResumeInfo's `branch_url`.
+    pub url: String,
+}
+
+/// Outcome of the forge lookup (§6.6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForgeResume {
+    None,
+    Found(ResumeBranch),
+    /// The forge answered 429: `host` is rate limited, `reason` the error text.
+    RateLimited {
+        host: String,
+        reason: String,
+    },
 }
 
 impl OpenedBranch {
@@ -71,6 +114,25 @@ pub trait BranchOpener: Send + Sync {
         url: &'a str,
         vcs_type: Option<&'a str>,
     ) -> BoxFuture<'a, Result<OpenedBranch, OpenError>>;
+
+    /// The bot's derived branch named after one of `names` (tried in
+    /// order) with an open merge proposal against `main` (§6.6). Openers
+    /// that cannot talk to forges find none.
+    fn forge_resume<'a>(
+        &'a self,
+        main: &'a OpenedBranch,
+        names: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<ForgeResume>> {
+        let _ = (main, names);
+        Box::pin(async { Ok(ForgeResume::None) })
+    }
+
+    /// The tip of the branch at `url` in a VCS store (`get_branch` of
+    /// §6.8); `None` when it is not a branch or cannot be reached.
+    fn branch_tip<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<ResumeBranch>> {
+        let _ = url;
+        Box::pin(async { None })
+    }
 }
 
 /// Opens branches with Breezy (every prober, a fresh transport each time, as
@@ -146,7 +208,24 @@ fn breezy_open(url: &str) -> Result<OpenedBranch, OpenError> {
         name: branch.name(),
         vcs_type: vcs_type.to_string(),
         colocated,
+        handle: Some(BranchHandle(Arc::new(branch))),
     })
+}
+
+/// `get_branch` of a store (§6.8) through Breezy: any failure to open is "no branch".
+fn breezy_tip(url: &str) -> Option<ResumeBranch> {
+    use breezyshim::branch::Branch;
+    let parsed = url::Url::parse(url).ok()?;
+    match breezyshim::branch::open_as_generic(&parsed) {
+        Ok(branch) => Some(ResumeBranch {
+            revision: String::from_utf8_lossy(branch.last_revision().as_bytes()).into_owned(),
+            url: branch.get_user_url().to_string(),
+        }),
+        Err(e) => {
+            tracing::debug!(%url, error = ?e, "no branch in the VCS store");
+            None
+        }
+    }
 }
 
 impl BranchOpener for BreezyOpener {
@@ -164,6 +243,35 @@ impl BranchOpener for BreezyOpener {
                 Ok(Err(join)) => Err(OpenError::Unavailable(join.to_string())),
                 Ok(Ok(r)) => r,
             }
+        })
+    }
+
+    fn forge_resume<'a>(
+        &'a self,
+        main: &'a OpenedBranch,
+        names: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<ForgeResume>> {
+        Box::pin(async move {
+            let Some(handle) = main.handle.clone() else {
+                return Ok(ForgeResume::None);
+            };
+            let names = names.to_vec();
+            let job =
+                tokio::task::spawn_blocking(move || crate::forge::find_resume(&handle.0, &names));
+            match tokio::time::timeout(FORGE_TIMEOUT, job).await {
+                Err(_) => Ok(ForgeResume::None),
+                Ok(r) => r?,
+            }
+        })
+    }
+
+    fn branch_tip<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<ResumeBranch>> {
+        Box::pin(async move {
+            let owned = url.to_string();
+            tokio::task::spawn_blocking(move || breezy_tip(&owned))
+                .await
+                .ok()
+                .flatten()
         })
     }
 }
@@ -198,6 +306,28 @@ impl BranchOpener for DefaultOpener {
                 BreezyOpener { _loaded: () }.open(url, vcs_type).await
             } else {
                 GitCliOpener.open(url, vcs_type).await
+            }
+        })
+    }
+
+    fn forge_resume<'a>(
+        &'a self,
+        main: &'a OpenedBranch,
+        names: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<ForgeResume>> {
+        // Only Breezy-opened branches carry a handle; without Breezy there is no forge support.
+        BreezyOpener { _loaded: () }.forge_resume(main, names)
+    }
+
+    fn branch_tip<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<ResumeBranch>> {
+        Box::pin(async move {
+            let breezy = tokio::task::spawn_blocking(breezy_available)
+                .await
+                .unwrap_or(false);
+            if breezy {
+                BreezyOpener { _loaded: () }.branch_tip(url).await
+            } else {
+                GitCliOpener.branch_tip(url).await
             }
         })
     }
@@ -236,6 +366,44 @@ impl BranchOpener for GitCliOpener {
             }
         })
     }
+
+    fn branch_tip<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<ResumeBranch>> {
+        Box::pin(git_tip(url))
+    }
+}
+
+/// The tip of a git branch URL (`<repo>,branch=<name>`) with `git ls-remote`.
+async fn git_tip(url: &str) -> Option<ResumeBranch> {
+    let (base, params) = crate::urlutils::split_segment_parameters(url).ok()?;
+    let name = crate::urlutils::unescape(params.get("branch")?);
+    let output = Command::new("git")
+        .arg("ls-remote")
+        .arg("--")
+        .arg(&base)
+        .arg(format!("refs/heads/{name}"))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let sha = listing.lines().find_map(|l| {
+        let (sha, r) = l.split_once('\t')?;
+        (r == format!("refs/heads/{name}")).then(|| sha.to_string())
+    })?;
+    let mut user_url = base;
+    if !user_url.ends_with('/') {
+        user_url.push('/');
+    }
+    Some(ResumeBranch {
+        revision: format!("git-v1:{sha}"),
+        url: format!("{user_url},branch={}", quote_all(&name)),
+    })
 }
 
 /// `git ls-remote --symref` lists the branches and says where HEAD points.
@@ -277,6 +445,7 @@ async fn open_git(url: &str) -> Result<OpenedBranch, OpenError> {
         name: Some(name),
         vcs_type: "git".into(),
         colocated: branches,
+        handle: None,
     })
 }
 
@@ -405,12 +574,18 @@ impl VcsManager {
         }
     }
 
-    /// The tip of branch `branch` of `codebase` in a local git store, as a
-    /// Breezy revision id, with the branch's URL. Other stores are not read
-    /// by this port: they yield no resume branch.
-    pub async fn branch_tip(&self, codebase: &str, branch: &str) -> Option<(String, String)> {
+    /// The tip of branch `branch` of `codebase` in this store (§4.4), or
+    /// `None` when the store has no such branch. Local git stores are read
+    /// with the git CLI (no Breezy needed); other stores are opened by
+    /// `opener` at the URL of §6.8.
+    pub async fn branch_tip(
+        &self,
+        codebase: &str,
+        branch: &str,
+        opener: &dyn BranchOpener,
+    ) -> Option<ResumeBranch> {
         let VcsManager::LocalGit(dir) = self else {
-            return None;
+            return opener.branch_tip(&self.branch_url(codebase, branch)).await;
         };
         let repo = dir.join(codebase);
         if !Path::new(&repo).is_dir() {
@@ -432,8 +607,10 @@ impl VcsManager {
             return None;
         }
         let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let url = format!("file://{}/,branch={}", repo.display(), quote_all(branch));
-        Some((format!("git-v1:{sha}"), url))
+        Some(ResumeBranch {
+            revision: format!("git-v1:{sha}"),
+            url: format!("file://{}/,branch={}", repo.display(), quote_all(branch)),
+        })
     }
 }
 
@@ -458,6 +635,7 @@ mod tests {
             name: Some("main".into()),
             vcs_type: "git".into(),
             colocated: BTreeSet::new(),
+            handle: None,
         };
         assert_eq!(b.full_url(), "file:///tmp/r/,branch=main");
         let b = OpenedBranch {
@@ -491,6 +669,7 @@ mod tests {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            handle: None,
         };
         assert_eq!(
             debian_colocated_branches(&b),
@@ -561,6 +740,28 @@ mod tests {
     #[tokio::test]
     async fn git_cli_opens_a_local_git_repository() {
         check_opener(&GitCliOpener).await;
+    }
+
+    /// Both openers read a store branch's tip as the same Breezy revision id.
+    #[tokio::test]
+    async fn branch_tips_are_breezy_revision_ids() {
+        let dir = local_repo();
+        let sha = std::process::Command::new("git")
+            .args(["rev-parse", "upstream"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+            .stdout;
+        let rev = format!("git-v1:{}", String::from_utf8_lossy(&sha).trim());
+        let url = format!("file://{},branch=upstream", dir.path().display());
+        let breezy = BreezyOpener::new().expect("breezy");
+        for opener in [&GitCliOpener as &dyn BranchOpener, &breezy] {
+            let tip = opener.branch_tip(&url).await.expect("a tip");
+            assert_eq!(tip.revision, rev);
+            assert!(tip.url.contains(",branch=upstream"), "{}", tip.url);
+            let missing = format!("file://{},branch=nope", dir.path().display());
+            assert_eq!(opener.branch_tip(&missing).await, None);
+        }
     }
 
     #[tokio::test]

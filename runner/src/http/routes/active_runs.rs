@@ -59,6 +59,14 @@ pub async fn respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue empty",
         )),
+        Err(AssignError::RateLimited) => {
+            // Upstream never carries the retry-after value through (QH-3).
+            let mut resp =
+                crate::http::error::reason_response(StatusCode::TOO_MANY_REQUESTS, "None");
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+            Ok(resp)
+        }
         Err(AssignError::Internal(e)) => Err(ApiError::Internal(e)),
     }
 }
