@@ -376,25 +376,18 @@ impl BranchOpener for GitCliOpener {
 async fn git_tip(url: &str) -> Option<ResumeBranch> {
     let (base, params) = crate::urlutils::split_segment_parameters(url).ok()?;
     let name = crate::urlutils::unescape(params.get("branch")?);
-    let output = Command::new("git")
-        .arg("ls-remote")
-        .arg("--")
-        .arg(&base)
-        .arg(format!("refs/heads/{name}"))
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let listing = String::from_utf8_lossy(&output.stdout);
+    let head = format!("refs/heads/{name}");
+    let listing = git(&[
+        "ls-remote".as_ref(),
+        "--".as_ref(),
+        base.as_ref(),
+        head.as_ref(),
+    ])
+    .await
+    .ok()?;
     let sha = listing.lines().find_map(|l| {
         let (sha, r) = l.split_once('\t')?;
-        (r == format!("refs/heads/{name}")).then(|| sha.to_string())
+        (r == head).then(|| sha.to_string())
     })?;
     let mut user_url = base;
     if !user_url.ends_with('/') {
@@ -410,24 +403,14 @@ async fn git_tip(url: &str) -> Option<ResumeBranch> {
 async fn open_git(url: &str) -> Result<OpenedBranch, OpenError> {
     let (base, params) = crate::urlutils::split_segment_parameters(url)
         .map_err(|e| OpenError::Unavailable(e.to_string()))?;
-    let output = Command::new("git")
-        .arg("ls-remote")
-        .arg("--symref")
-        .arg("--")
-        .arg(&base)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| OpenError::Unavailable(e.to_string()))?;
-    if !output.status.success() {
-        return Err(OpenError::Unavailable(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
-    }
-    let listing = String::from_utf8_lossy(&output.stdout);
+    let listing = git(&[
+        "ls-remote".as_ref(),
+        "--symref".as_ref(),
+        "--".as_ref(),
+        base.as_ref(),
+    ])
+    .await
+    .map_err(OpenError::Unavailable)?;
     let (head, branches) = parse_ls_remote(&listing);
     let name = match params.get("branch") {
         Some(b) => crate::urlutils::unescape(b),
@@ -591,27 +574,39 @@ impl VcsManager {
         if !Path::new(&repo).is_dir() {
             return None;
         }
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir(&repo))
-            .arg("rev-parse")
-            .arg("--verify")
-            .arg("--quiet")
-            .arg(format!("refs/heads/{branch}^{{commit}}"))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let rev = format!("refs/heads/{branch}^{{commit}}");
+        let sha = git(&[
+            "--git-dir".as_ref(),
+            git_dir(&repo).as_os_str(),
+            "rev-parse".as_ref(),
+            "--verify".as_ref(),
+            "--quiet".as_ref(),
+            rev.as_ref(),
+        ])
+        .await
+        .ok()?;
         Some(ResumeBranch {
-            revision: format!("git-v1:{sha}"),
+            revision: format!("git-v1:{}", sha.trim()),
             url: format!("file://{}/,branch={}", repo.display(), quote_all(branch)),
         })
     }
+}
+
+/// Runs `git` without prompting for credentials: its output, or its error text.
+async fn git(args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let output = Command::new("git")
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A bare repository is its own git dir; a working tree keeps it in `.git`.
