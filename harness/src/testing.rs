@@ -25,6 +25,15 @@ impl TestRunner {
         config: &str,
         customize: impl FnOnce(&mut Settings, &std::path::Path),
     ) -> anyhow::Result<TestRunner> {
+        Self::start_with_clock(config, janitor_runner::clock::system(), customize).await
+    }
+
+    /// [`TestRunner::start_with`] on the given clock (e.g. a `ManualClock`).
+    pub async fn start_with_clock(
+        config: &str,
+        clock: janitor_runner::clock::SharedClock,
+        customize: impl FnOnce(&mut Settings, &std::path::Path),
+    ) -> anyhow::Result<TestRunner> {
         let services = TestServices::start().await?;
         let dir = tempfile::tempdir()?;
         for sub in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
@@ -42,7 +51,7 @@ impl TestRunner {
         s.watchdog = false;
         s.db_max_connections = 5;
         customize(&mut s, dir.path());
-        let runner = Runner::start(s, janitor_runner::clock::system()).await?;
+        let runner = Runner::start(s, clock).await?;
         Ok(TestRunner {
             runner,
             services,

@@ -2,9 +2,7 @@
 //! in-process runner's HTTP apps: claims under concurrency, aborts, request
 //! validation and worker authentication.
 
-use janitor_harness::services::TestServices;
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
+use janitor_harness::testing::TestRunner;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::BTreeSet;
@@ -29,48 +27,27 @@ campaign {
 "#;
 
 struct Env {
-    _services: TestServices,
-    _dir: tempfile::TempDir,
-    runner: Runner,
+    t: TestRunner,
     conn: PgConnection,
     http: reqwest::Client,
 }
 
 impl Env {
     async fn start() -> Env {
-        let services = TestServices::start().await.expect("test services");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut settings = Settings::new(&services.db.url, &services.redis.url);
-        settings.listen_address = "127.0.0.1".into();
-        settings.port = 0;
-        settings.public_port = Some(0);
-        settings.config_text = CONFIG.into();
-        settings.watchdog = false;
-        settings.logs_location = Some(dir.path().join("logs").display().to_string());
-        settings.artifact_location = Some(dir.path().join("artifacts").display().to_string());
-        settings.db_max_connections = 5;
-        let runner = Runner::start(settings, janitor_runner::clock::system())
-            .await
-            .expect("runner");
-        let conn = PgConnection::connect(&services.db.url)
+        let t = TestRunner::start(CONFIG).await.expect("runner");
+        let conn = PgConnection::connect(&t.services.db.url)
             .await
             .expect("connect");
-        Env {
-            _services: services,
-            _dir: dir,
-            runner,
-            conn,
-            http: reqwest::Client::new(),
-        }
+        let http = t.http.clone();
+        Env { t, conn, http }
     }
 
     fn admin(&self, path: &str) -> String {
-        format!("http://{}{path}", self.runner.admin_addr)
+        self.t.admin(path)
     }
 
     fn public(&self, path: &str) -> String {
-        let addr = self.runner.public_addr.expect("public app");
-        format!("http://{addr}{path}")
+        self.t.public(path)
     }
 
     /// `n` codebases without VCS, each with one `scratch` queue item.
@@ -153,7 +130,7 @@ async fn items_that_cannot_run_are_aborted_and_the_next_one_assigned() {
     assert_eq!(body["codebase"], "ok");
     assert_eq!(body["command"], "true");
     assert_eq!(body["env"]["A"], "1");
-    env.runner.background_idle().await;
+    env.t.runner.background_idle().await;
     let stored: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT result_code, description, worker FROM run ORDER BY result_code")
             .fetch_all(&mut env.conn)

@@ -3,9 +3,7 @@
 //! memory, and the artifact is stored intact.
 
 use bytes::Bytes;
-use janitor_harness::services::TestServices;
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
+use janitor_harness::testing::TestRunner;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor, PgConnection};
@@ -79,23 +77,16 @@ fn part_header(boundary: &str, filename: &str, content_type: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
-    let services = TestServices::start().await.expect("test services");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (logs, artifacts) = (tmp.path().join("logs"), tmp.path().join("artifacts"));
+    let t = TestRunner::start_with("", |s, _| {
+        s.public_port = None;
+        s.db_max_connections = 3;
+    })
+    .await
+    .expect("runner");
+    let tmp = &t.dir;
+    let artifacts = tmp.path().join("artifacts");
 
-    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
-    s.listen_address = "127.0.0.1".into();
-    s.port = 0;
-    s.public_port = None;
-    s.logs_location = Some(logs.display().to_string());
-    s.artifact_location = Some(artifacts.display().to_string());
-    s.watchdog = false;
-    s.db_max_connections = 3;
-    let runner = Runner::start(s, janitor_runner::clock::system())
-        .await
-        .expect("runner");
-
-    let mut conn = PgConnection::connect(&services.db.url)
+    let mut conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
     conn.execute(
@@ -128,7 +119,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
         instigated_context: serde_json::Value::Null,
         resume_from: None,
     };
-    janitor_runner::state::register(&runner.app, &run)
+    janitor_runner::state::register(&t.runner.app, &run)
         .await
         .expect("register run");
 
@@ -178,7 +169,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
     let resp = client
         .post(format!(
             "http://{}/active-runs/{run_id}/finish",
-            runner.admin_addr
+            t.runner.admin_addr
         ))
         .header(
             "Content-Type",
@@ -215,5 +206,5 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
             .await
             .expect("debian_build row");
     assert_eq!(version, "1.0-1");
-    runner.shutdown().await.expect("shutdown");
+    t.runner.shutdown().await.expect("shutdown");
 }

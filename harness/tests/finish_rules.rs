@@ -3,9 +3,7 @@
 //! 404, and an upload filename that could leave the upload directory is a
 //! 400 that stores nothing.
 
-use janitor_harness::services::TestServices;
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
+use janitor_harness::testing::TestRunner;
 use janitor_runner::state;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use redis::AsyncCommands;
@@ -13,28 +11,19 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 
 struct Env {
-    _services: TestServices,
-    _tmp: tempfile::TempDir,
-    runner: Runner,
+    t: TestRunner,
     conn: PgConnection,
     run: ActiveRun,
 }
 
 async fn start() -> Env {
-    let services = TestServices::start().await.expect("test services");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
-    s.listen_address = "127.0.0.1".into();
-    s.port = 0;
-    s.public_port = None;
-    s.logs_location = Some(tmp.path().join("logs").display().to_string());
-    s.artifact_location = Some(tmp.path().join("artifacts").display().to_string());
-    s.watchdog = false;
-    s.db_max_connections = 3;
-    let runner = Runner::start(s, janitor_runner::clock::system())
-        .await
-        .expect("runner");
-    let mut conn = PgConnection::connect(&services.db.url)
+    let t = TestRunner::start_with("", |s, _| {
+        s.public_port = None;
+        s.db_max_connections = 3;
+    })
+    .await
+    .expect("runner");
+    let mut conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
     conn.execute(
@@ -64,14 +53,10 @@ async fn start() -> Env {
         instigated_context: Value::Null,
         resume_from: None,
     };
-    state::register(&runner.app, &run).await.expect("register");
-    Env {
-        _services: services,
-        _tmp: tmp,
-        runner,
-        conn,
-        run,
-    }
+    state::register(&t.runner.app, &run)
+        .await
+        .expect("register");
+    Env { t, conn, run }
 }
 
 /// A multipart finish body with result.json and one more file.
@@ -95,7 +80,7 @@ async fn finish(env: &Env, filename: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!(
             "http://{}/active-runs/{}/finish",
-            env.runner.admin_addr, env.run.log_id
+            env.t.runner.admin_addr, env.run.log_id
         ))
         .header("Content-Type", ct)
         .body(text)
@@ -120,7 +105,7 @@ async fn runs_stored(env: &mut Env) -> i64 {
 async fn a_run_that_lost_its_queue_item_is_not_found() {
     let mut env = start().await;
     // The queue item now belongs to another run.
-    let mut redis = env.runner.app.redis.clone();
+    let mut redis = env.t.runner.app.redis.clone();
     redis
         .hset::<_, _, _, ()>(
             state::ASSIGNED_QUEUE_ITEMS,
@@ -147,7 +132,7 @@ async fn a_run_that_lost_its_queue_item_is_not_found() {
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["result"]["code"], "success");
     assert_eq!(runs_stored(&mut env).await, 1);
-    env.runner.shutdown().await.expect("shutdown");
+    env.t.runner.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,9 +144,9 @@ async fn upload_names_leaving_the_directory_are_refused() {
         assert!(json["reason"].is_string(), "{name}: {json}");
     }
     assert_eq!(runs_stored(&mut env).await, 0);
-    assert!(state::get(&env.runner.app, &env.run.log_id)
+    assert!(state::get(&env.t.runner.app, &env.run.log_id)
         .await
         .expect("get")
         .is_some());
-    env.runner.shutdown().await.expect("shutdown");
+    env.t.runner.shutdown().await.expect("shutdown");
 }

@@ -5,10 +5,8 @@
 
 use chrono::TimeDelta;
 use janitor_harness::fixtures::FakeWorker;
-use janitor_harness::services::TestServices;
+use janitor_harness::testing::TestRunner;
 use janitor_runner::clock::{Clock, ManualClock};
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use janitor_runner::{state, watchdog};
 use sqlx::{Connection, Executor, PgConnection};
@@ -35,24 +33,19 @@ fn active_run(queue_id: i32, codebase: &str, clock: &ManualClock, bc: Backchanne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_vanished_runs_are_aborted_and_stored() {
-    let services = TestServices::start().await.expect("test services");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
-    s.listen_address = "127.0.0.1".into();
-    s.port = 0;
-    s.public_port = None;
-    s.logs_location = Some(tmp.path().join("logs").display().to_string());
-    s.artifact_location = Some(tmp.path().join("artifacts").display().to_string());
-    s.watchdog = false;
-    s.db_max_connections = 3;
     let start = chrono::DateTime::parse_from_rfc3339("2020-02-02T10:00:00Z")
         .expect("date")
         .into();
     let clock = Arc::new(ManualClock::new(start));
-    let runner = Runner::start(s, clock.clone()).await.expect("runner");
-    let app = runner.app.clone();
+    let t = TestRunner::start_with_clock("", clock.clone(), |s, _| {
+        s.public_port = None;
+        s.db_max_connections = 3;
+    })
+    .await
+    .expect("runner");
+    let app = t.runner.app.clone();
 
-    let mut conn = PgConnection::connect(&services.db.url)
+    let mut conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
     conn.execute(
@@ -90,7 +83,7 @@ async fn silent_and_vanished_runs_are_aborted_and_stored() {
     for (run, abort) in &aborts {
         watchdog::abort_run(&app, run, abort).await.expect("abort");
     }
-    runner.background_idle().await;
+    t.runner.background_idle().await;
 
     let rows: Vec<(String, String, Option<String>, Option<bool>)> = sqlx::query_as(
         "SELECT codebase, result_code, description, failure_transient FROM run ORDER BY codebase",
@@ -127,5 +120,5 @@ async fn silent_and_vanished_runs_are_aborted_and_stored() {
             .await
             .expect("second abort");
     }
-    runner.shutdown().await.expect("shutdown");
+    t.runner.shutdown().await.expect("shutdown");
 }
