@@ -90,3 +90,74 @@ pub fn runner_binary() -> std::path::PathBuf {
     );
     bin
 }
+
+/// An active run of queue item `queue_id` by worker `w1`, shaped as the
+/// assignment builds it.
+pub fn active_run(
+    queue_id: i64,
+    codebase: &str,
+    campaign: &str,
+    command: &str,
+    start_time: chrono::NaiveDateTime,
+    backchannel: janitor_runner::types::Backchannel,
+) -> janitor_runner::types::ActiveRun {
+    janitor_runner::types::ActiveRun {
+        queue_id,
+        log_id: uuid::Uuid::new_v4().to_string(),
+        codebase: Some(codebase.into()),
+        change_set: None,
+        campaign: campaign.into(),
+        command: command.into(),
+        estimated_duration: None,
+        start_time,
+        worker_name: Some("w1".into()),
+        worker_link: None,
+        vcs_info: serde_json::Map::new(),
+        backchannel,
+        instigated_context: serde_json::Value::Null,
+        resume_from: None,
+    }
+}
+
+impl TestRunner {
+    /// Worker `w1` (password `pw1`), codebase `codebase` with one queue item
+    /// of `campaign`, and a run of it registered as if just assigned.
+    pub async fn queue_and_register(
+        &self,
+        codebase: &str,
+        campaign: &str,
+        command: &str,
+    ) -> anyhow::Result<janitor_runner::types::ActiveRun> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.services.db.url).await?;
+        sqlx::query(
+            "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')) \
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut conn)
+        .await?;
+        sqlx::query("INSERT INTO codebase (name, vcs_type) VALUES ($1, 'git')")
+            .bind(codebase)
+            .execute(&mut conn)
+            .await?;
+        let (queue_id,): (i32,) = sqlx::query_as(
+            "INSERT INTO queue (codebase, suite, command, bucket) \
+             VALUES ($1, $2, $3, 'default') RETURNING id",
+        )
+        .bind(codebase)
+        .bind(campaign)
+        .bind(command)
+        .fetch_one(&mut conn)
+        .await?;
+        let run = active_run(
+            queue_id.into(),
+            codebase,
+            campaign,
+            command,
+            self.runner.app.clock.now_naive(),
+            janitor_runner::types::Backchannel::None,
+        );
+        janitor_runner::state::register(&self.runner.app, &run).await?;
+        Ok(run)
+    }
+}

@@ -4,9 +4,8 @@
 
 use bytes::Bytes;
 use janitor_harness::testing::TestRunner;
-use janitor_runner::types::{ActiveRun, Backchannel};
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -89,39 +88,11 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
     let mut conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
-    conn.execute(
-        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
-         INSERT INTO codebase (name, vcs_type) VALUES ('debpkg', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) \
-         VALUES ('debpkg', 'lintian-fixes', 'lintian-brush', 'default')",
-    )
-    .await
-    .expect("seed");
-    let (queue_id,): (i32,) = sqlx::query_as("SELECT id FROM queue")
-        .fetch_one(&mut conn)
+    let run = t
+        .queue_and_register("debpkg", "lintian-fixes", "lintian-brush")
         .await
-        .expect("queue id");
-
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let run = ActiveRun {
-        queue_id: queue_id as i64,
-        log_id: run_id.clone(),
-        codebase: Some("debpkg".into()),
-        change_set: None,
-        campaign: "lintian-fixes".into(),
-        command: "lintian-brush".into(),
-        estimated_duration: None,
-        start_time: chrono::Utc::now().naive_utc(),
-        worker_name: Some("w1".into()),
-        worker_link: None,
-        vcs_info: serde_json::Map::new(),
-        backchannel: Backchannel::None,
-        instigated_context: serde_json::Value::Null,
-        resume_from: None,
-    };
-    janitor_runner::state::register(&t.runner.app, &run)
-        .await
-        .expect("register run");
+        .expect("run");
+    let run_id = run.log_id.clone();
 
     let deb_name = "debpkg_1.0-1_all.deb";
     let deb_path = tmp.path().join(deb_name);

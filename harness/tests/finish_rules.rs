@@ -5,10 +5,10 @@
 
 use janitor_harness::testing::TestRunner;
 use janitor_runner::state;
-use janitor_runner::types::{ActiveRun, Backchannel};
+use janitor_runner::types::ActiveRun;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 struct Env {
     t: TestRunner,
@@ -23,39 +23,13 @@ async fn start() -> Env {
     })
     .await
     .expect("runner");
-    let mut conn = PgConnection::connect(&t.services.db.url)
+    let conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
-    conn.execute(
-        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
-         INSERT INTO codebase (name, vcs_type) VALUES ('fin', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('fin', 'scratch', 'true', 'default')",
-    )
-    .await
-    .expect("seed");
-    let (queue_id,): (i32,) = sqlx::query_as("SELECT id FROM queue")
-        .fetch_one(&mut conn)
+    let run = t
+        .queue_and_register("fin", "scratch", "true")
         .await
-        .expect("queue id");
-    let run = ActiveRun {
-        queue_id: queue_id as i64,
-        log_id: uuid::Uuid::new_v4().to_string(),
-        codebase: Some("fin".into()),
-        change_set: None,
-        campaign: "scratch".into(),
-        command: "true".into(),
-        estimated_duration: None,
-        start_time: chrono::Utc::now().naive_utc(),
-        worker_name: Some("w1".into()),
-        worker_link: None,
-        vcs_info: serde_json::Map::new(),
-        backchannel: Backchannel::None,
-        instigated_context: Value::Null,
-        resume_from: None,
-    };
-    state::register(&t.runner.app, &run)
-        .await
-        .expect("register");
+        .expect("run");
     Env { t, conn, run }
 }
 

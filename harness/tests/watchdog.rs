@@ -5,7 +5,7 @@
 
 use chrono::TimeDelta;
 use janitor_harness::fixtures::FakeWorker;
-use janitor_harness::testing::TestRunner;
+use janitor_harness::testing::{self, TestRunner};
 use janitor_runner::clock::{Clock, ManualClock};
 use janitor_runner::types::{ActiveRun, Backchannel};
 use janitor_runner::{state, watchdog};
@@ -13,22 +13,14 @@ use sqlx::{Connection, Executor, PgConnection};
 use std::sync::Arc;
 
 fn active_run(queue_id: i32, codebase: &str, clock: &ManualClock, bc: Backchannel) -> ActiveRun {
-    ActiveRun {
-        queue_id: queue_id as i64,
-        log_id: uuid::Uuid::new_v4().to_string(),
-        codebase: Some(codebase.into()),
-        change_set: None,
-        campaign: "fix".into(),
-        command: "true".into(),
-        estimated_duration: None,
-        start_time: clock.now_naive(),
-        worker_name: Some("w1".into()),
-        worker_link: None,
-        vcs_info: serde_json::Map::new(),
-        backchannel: bc,
-        instigated_context: serde_json::Value::Null,
-        resume_from: None,
-    }
+    testing::active_run(
+        queue_id.into(),
+        codebase,
+        "fix",
+        "true",
+        clock.now_naive(),
+        bc,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
