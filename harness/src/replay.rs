@@ -105,7 +105,7 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
         config_text: localize(&scenario.config),
     };
     let running = RunningTarget::start(target, &env).await?;
-    let client = reqwest::Client::builder()
+    let client = janitor_runner::tls::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
 

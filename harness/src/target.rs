@@ -127,7 +127,7 @@ impl RunningTarget {
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/health", self.admin_url());
-        let client = reqwest::Client::new();
+        let client = janitor_runner::tls::http_client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client.get(&url).send().await {

@@ -60,7 +60,7 @@ impl Env {
             _dir: dir,
             runner,
             conn,
-            http: reqwest::Client::new(),
+            http: janitor_runner::tls::http_client(),
         }
     }
 

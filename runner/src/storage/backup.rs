@@ -1,0 +1,201 @@
+//! The backup directory (`--backup-directory D`, runner-internals.md §10)
+//! and the task that moves what it holds to the primary stores.
+//!
+//! Upstream tries once, at start-up, to move backed-up artifacts (and always
+//! fails, QI-16) and never moves logs. Here every backed-up log and artifact
+//! is moved at start-up and then periodically; a backup copy is deleted only
+//! after the primary accepted it, and failures are retried next pass.
+
+use super::artifacts::{ArtifactError, ArtifactManager};
+use super::logs::{LogError, LogManager};
+use super::Storage;
+use futures::future::BoxFuture;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, RwLock};
+
+/// How often the re-upload runs after the start-up pass.
+pub const REUPLOAD_PERIOD: Duration = Duration::from_secs(600);
+
+/// A backup manager whose writes hold the backup lock shared.
+pub struct Guarded<M> {
+    inner: M,
+    lock: Arc<RwLock<()>>,
+}
+
+impl<M> Guarded<M> {
+    pub fn new(inner: M, lock: Arc<RwLock<()>>) -> Self {
+        Guarded { inner, lock }
+    }
+}
+
+impl<M: LogManager> LogManager for Guarded<M> {
+    fn import_log<'a>(
+        &'a self,
+        codebase: &'a str,
+        run_id: &'a str,
+        name: &'a str,
+        path: &'a Path,
+        mtime: u32,
+    ) -> BoxFuture<'a, Result<(), LogError>> {
+        Box::pin(async move {
+            let _shared = self.lock.read().await;
+            self.inner
+                .import_log(codebase, run_id, name, path, mtime)
+                .await
+        })
+    }
+}
+
+impl<M: ArtifactManager> ArtifactManager for Guarded<M> {
+    fn store_artifacts<'a>(
+        &'a self,
+        run_id: &'a str,
+        local_dir: &'a Path,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<(), ArtifactError>> {
+        Box::pin(async move {
+            let _shared = self.lock.read().await;
+            self.inner.store_artifacts(run_id, local_dir, names).await
+        })
+    }
+}
+
+/// What one pass moved and what it left for the next.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reupload {
+    pub logs_moved: usize,
+    pub artifact_runs_moved: usize,
+    pub failures: usize,
+}
+
+/// Moves every backed-up log and artifact run to the primary stores.
+pub async fn reupload(storage: &Storage) -> Reupload {
+    let mut report = Reupload::default();
+    let Some(dir) = &storage.backup_dir else {
+        return report;
+    };
+    for run in list_dirs(&dir.join("artifacts")) {
+        let _exclusive = storage.backup_lock.write().await;
+        match reupload_artifacts(storage.artifacts.as_ref(), &run).await {
+            Ok(()) => report.artifact_runs_moved += 1,
+            Err(e) => {
+                report.failures += 1;
+                tracing::warn!(run = %run.display(), error = %e, "re-uploading backed-up artifacts failed");
+            }
+        }
+    }
+    for codebase in list_dirs(&dir.join("logs")) {
+        for run in list_dirs(&codebase) {
+            let _exclusive = storage.backup_lock.write().await;
+            for log in list_files(&run) {
+                match reupload_log(storage.logs.as_ref(), &codebase, &run, &log).await {
+                    Ok(()) => report.logs_moved += 1,
+                    Err(e) => {
+                        report.failures += 1;
+                        tracing::warn!(log = %log.display(), error = %e, "re-uploading a backed-up log failed");
+                    }
+                }
+            }
+            // Only removed once empty: what failed stays for the next pass.
+            let _ = std::fs::remove_dir(&run);
+        }
+        let _ = std::fs::remove_dir(&codebase);
+    }
+    if report != Reupload::default() {
+        tracing::info!(?report, "backup re-upload pass");
+    }
+    report
+}
+
+async fn reupload_artifacts(primary: &dyn ArtifactManager, run: &Path) -> anyhow::Result<()> {
+    let run_id = file_name(run)?;
+    let mut names: Vec<String> = list_files(run)
+        .iter()
+        .map(|p| file_name(p).map(str::to_string))
+        .collect::<anyhow::Result<_>>()?;
+    names.sort();
+    primary.store_artifacts(run_id, run, &names).await?;
+    tokio::fs::remove_dir_all(run).await?;
+    Ok(())
+}
+
+/// A backup log is `<codebase>/<run_id>/<name>.gz`: decompressed again and
+/// imported under its name with the mtime of its gzip header.
+async fn reupload_log(
+    primary: &dyn LogManager,
+    codebase: &Path,
+    run: &Path,
+    log: &Path,
+) -> anyhow::Result<()> {
+    let (codebase, run_id) = (file_name(codebase)?, file_name(run)?);
+    let Some(name) = file_name(log)?.strip_suffix(".gz") else {
+        anyhow::bail!("not a gzip log");
+    };
+    let src = log.to_path_buf();
+    let (plain, mtime) = tokio::task::spawn_blocking(move || gunzip_to_temp(&src)).await??;
+    primary
+        .import_log(codebase, run_id, name, plain.path(), mtime)
+        .await?;
+    tokio::fs::remove_file(log).await?;
+    Ok(())
+}
+
+fn gunzip_to_temp(src: &Path) -> std::io::Result<(tempfile::NamedTempFile, u32)> {
+    let mut d = flate2::read::GzDecoder::new(std::io::BufReader::new(std::fs::File::open(src)?));
+    let mut out = tempfile::NamedTempFile::new()?;
+    // Reading to the end checks the trailer: a truncated copy is an error.
+    std::io::copy(&mut d, &mut out)?;
+    let mtime = d.header().map(|h| h.mtime()).unwrap_or(0);
+    let _ = d.read(&mut [0u8; 1])?;
+    Ok((out, mtime))
+}
+
+fn file_name(p: &Path) -> anyhow::Result<&str> {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow::anyhow!("unusable name {}", p.display()))
+}
+
+fn entries(dir: &Path, want_dir: bool) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir() == want_dir).unwrap_or(false))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+fn list_dirs(dir: &Path) -> Vec<PathBuf> {
+    entries(dir, true)
+}
+
+fn list_files(dir: &Path) -> Vec<PathBuf> {
+    entries(dir, false)
+}
+
+/// Re-uploads at once, then every `period`, until `shutdown` turns true.
+pub fn spawn(
+    storage: Storage,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = reupload(&storage) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}
