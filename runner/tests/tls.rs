@@ -43,9 +43,11 @@ async fn tls_worker(
                 got.extend_from_slice(&buf[..n]);
             }
             assert!(got.starts_with(b"GET /log-id "), "{got:?}");
-            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nrun-1")
-                .await
-                .unwrap();
+            tls.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nrun-1",
+            )
+            .await
+            .unwrap();
             let _ = tls.shutdown().await;
         }
     });

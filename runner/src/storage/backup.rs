@@ -165,7 +165,11 @@ fn entries(dir: &Path, want_dir: bool) -> Vec<PathBuf> {
     };
     let mut out: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_dir() == want_dir).unwrap_or(false))
+        .filter(|e| {
+            e.file_type()
+                .map(|t| t.is_dir() == want_dir)
+                .unwrap_or(false)
+        })
         .map(|e| e.path())
         .collect();
     out.sort();

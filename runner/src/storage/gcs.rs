@@ -76,6 +76,13 @@ fn classify(e: &google_cloud_storage::Error) -> Failure {
 
 /// Uploads the file at `path` as `object`, streamed from disk (never held
 /// in memory), within `timeout`.
+///
+/// Always one multipart request with the CRC32C given up front (computed
+/// here in a first pass over the file). What the crate does otherwise fails
+/// against fake-gcs-server: a single-shot upload sends its checksum in a
+/// trailing third part, which the emulator stores as part of the object;
+/// a resumable upload is sent with `Host: 127.0.0.1` (no port), from which
+/// the emulator builds an unusable session URL.
 async fn upload_file(
     client: &Storage,
     bucket: &str,
@@ -83,16 +90,36 @@ async fn upload_file(
     path: &Path,
     timeout: Duration,
 ) -> Result<(), Failure> {
+    let src = path.to_path_buf();
+    let crc = tokio::task::spawn_blocking(move || crc32c_of(&src))
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))?
+        .map_err(|e| Failure::Other(format!("{e}: {}", path.display())))?;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| Failure::Other(format!("{e}: {}", path.display())))?;
     let upload = client
         .write_object(bucket_path(bucket), object.to_string(), file)
+        .with_known_crc32c(crc)
+        .with_resumable_upload_threshold(usize::MAX)
         .send_unbuffered();
     match tokio::time::timeout(timeout, upload).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(classify(&e)),
         Ok(Ok(_)) => Ok(()),
+    }
+}
+
+fn crc32c_of(path: &Path) -> std::io::Result<u32> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut crc = 0u32;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(crc);
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
     }
 }
 
@@ -158,7 +185,9 @@ impl LogManager for GcsLogManager {
                 .await
                 .map_err(|e| LogError::Other(e.into()))?
                 .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => LogError::PermissionDenied(e.to_string()),
+                    std::io::ErrorKind::PermissionDenied => {
+                        LogError::PermissionDenied(e.to_string())
+                    }
                     _ => LogError::Other(e.into()),
                 })?;
             match upload_file(&self.client, &self.bucket, &object, gz.path(), LOG_TIMEOUT).await {

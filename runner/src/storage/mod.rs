@@ -73,10 +73,10 @@ impl Storage {
                         FileSystemLogManager::new(l),
                         lock.clone(),
                     )) as Arc<dyn LogManager>),
-                    Some(Arc::new(backup::Guarded::new(
-                        LocalArtifactManager::new(a)?,
-                        lock,
-                    )) as Arc<dyn ArtifactManager>),
+                    Some(
+                        Arc::new(backup::Guarded::new(LocalArtifactManager::new(a)?, lock))
+                            as Arc<dyn ArtifactManager>,
+                    ),
                 )
             }
             None => (None, None),
