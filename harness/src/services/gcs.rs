@@ -122,9 +122,6 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
         .args([
             "-public-host",
             &format!("127.0.0.1:{port}"),
-            // Resumable upload sessions are addressed with this URL.
-            "-external-url",
-            &format!("http://127.0.0.1:{port}"),
             "-log-level",
             "error",
         ])

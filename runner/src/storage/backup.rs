@@ -203,3 +203,85 @@ pub fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::artifacts::LocalArtifactManager;
+    use crate::storage::logs::FileSystemLogManager;
+
+    fn storage(root: &Path) -> Storage {
+        let backup = root.join("backup");
+        Storage {
+            logs: Arc::new(FileSystemLogManager::new(root.join("logs"))),
+            artifacts: Arc::new(LocalArtifactManager::unchecked(root.join("artifacts"))),
+            backup_logs: Some(Arc::new(FileSystemLogManager::new(backup.join("logs")))),
+            backup_artifacts: Some(Arc::new(LocalArtifactManager::unchecked(
+                backup.join("artifacts"),
+            ))),
+            backup_dir: Some(backup),
+            backup_lock: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn backed_up_logs_and_artifacts_move_and_broken_copies_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = storage(tmp.path());
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("build.log"), "built\n").unwrap();
+        std::fs::write(src.join("a.deb"), "deb").unwrap();
+        let backup_logs = s.backup_logs.as_ref().unwrap();
+        backup_logs
+            .import_log("c", "r1", "build.log", &src.join("build.log"), 1234)
+            .await
+            .unwrap();
+        s.backup_artifacts
+            .as_ref()
+            .unwrap()
+            .store_artifacts("r1", &src, &["a.deb".into()])
+            .await
+            .unwrap();
+        // A copy cut short (e.g. the disk filled up) is not valid gzip.
+        let broken = tmp.path().join("backup/logs/c/r2/worker.log.gz");
+        std::fs::create_dir_all(broken.parent().unwrap()).unwrap();
+        let whole = std::fs::read(tmp.path().join("backup/logs/c/r1/build.log.gz")).unwrap();
+        std::fs::write(&broken, &whole[..whole.len() - 4]).unwrap();
+
+        let report = reupload(&s).await;
+        assert_eq!(
+            report,
+            Reupload {
+                logs_moved: 1,
+                artifact_runs_moved: 1,
+                failures: 1
+            }
+        );
+        let stored = std::fs::read(tmp.path().join("logs/c/r1/build.log.gz")).unwrap();
+        let mut d = flate2::read::GzDecoder::new(&stored[..]);
+        let mut text = String::new();
+        d.read_to_string(&mut text).unwrap();
+        assert_eq!(
+            (text.as_str(), d.header().unwrap().mtime()),
+            ("built\n", 1234)
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("artifacts/r1/a.deb")).unwrap(),
+            b"deb"
+        );
+        assert!(!tmp.path().join("backup/logs/c/r1").exists());
+        assert!(!tmp.path().join("backup/artifacts/r1").exists());
+        assert!(broken.exists(), "a failed copy stays for the next pass");
+        assert!(!tmp.path().join("logs/c/r2").exists());
+    }
+
+    #[tokio::test]
+    async fn the_task_stops_on_shutdown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let task = spawn(storage(tmp.path()), REUPLOAD_PERIOD, rx);
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -114,3 +114,27 @@ impl Default for Storage {
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn locations_select_managers_as_upstream() {
+        let gcs = GcsClient::new(Some("127.0.0.1:9".into()));
+        let err = logs::from_location(Some("https://s3.example.com"), &gcs)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("https://s3.example.com"), "{err}");
+        assert!(logs::from_location(None, &gcs).await.is_ok());
+        assert!(logs::from_location(Some("gs://b"), &gcs).await.is_ok());
+        assert!(logs::from_location(Some("gs://"), &gcs).await.is_err());
+        assert!(artifacts::from_location(None, &gcs).await.is_err());
+        assert!(artifacts::from_location(Some("gs://b"), &gcs).await.is_ok());
+        let tmp = tempfile::tempdir().unwrap();
+        let local = tmp.path().join("a").display().to_string();
+        assert!(artifacts::from_location(Some(&local), &gcs).await.is_ok());
+        assert!(tmp.path().join("a").is_dir());
+    }
+}
