@@ -7,8 +7,10 @@ use super::is_plain_name;
 use super::logs::{LogError, LogManager};
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Upstream's upload timeout for one log (§9.2).
@@ -90,6 +92,9 @@ async fn upload_file(
     path: &Path,
     timeout: Duration,
 ) -> Result<(), Failure> {
+    // gcloud-aio names the type after the object (Python's mimetypes);
+    // without a guess the store's default (application/octet-stream) stays.
+    let content_type = guess_content_type(object, system_mime_types());
     let src = path.to_path_buf();
     let crc = tokio::task::spawn_blocking(move || crc32c_of(&src))
         .await
@@ -98,8 +103,11 @@ async fn upload_file(
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| Failure::Other(format!("{e}: {}", path.display())))?;
-    let upload = client
-        .write_object(bucket_path(bucket), object.to_string(), file)
+    let mut upload = client.write_object(bucket_path(bucket), object.to_string(), file);
+    if let Some(ct) = content_type {
+        upload = upload.set_content_type(ct);
+    }
+    let upload = upload
         .with_known_crc32c(crc)
         .with_resumable_upload_threshold(usize::MAX)
         .send_unbuffered();
@@ -108,6 +116,70 @@ async fn upload_file(
         Ok(Err(e)) => Err(classify(&e)),
         Ok(Ok(_)) => Ok(()),
     }
+}
+
+/// `/etc/mime.types` as an extension → type map (Python's mimetypes reads
+/// it on Debian, where its built-in table adds nothing the file lacks).
+fn system_mime_types() -> &'static HashMap<String, String> {
+    static TYPES: OnceLock<HashMap<String, String>> = OnceLock::new();
+    TYPES.get_or_init(|| {
+        std::fs::read_to_string("/etc/mime.types")
+            .map(|t| parse_mime_types(&t))
+            .unwrap_or_default()
+    })
+}
+
+/// A mime.types file: `type ext ext…` per line, `#` comments; a later line
+/// wins for an extension, as in Python.
+pub fn parse_mime_types(text: &str) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        if let Some(ty) = words.next() {
+            for ext in words {
+                map.insert(format!(".{ext}"), ty.to_string());
+            }
+        }
+    }
+    map
+}
+
+/// `mimetypes.guess_type(name)[0]`: suffix aliases expanded (`.tgz`), one
+/// compression suffix (`.gz`, `.xz`, …) set aside, then the extension looked
+/// up exactly, then lower-cased.
+pub fn guess_content_type(name: &str, types: &HashMap<String, String>) -> Option<String> {
+    fn splitext(p: &str) -> (String, String) {
+        let start = p.rfind('/').map_or(0, |i| i + 1);
+        let file = &p[start..];
+        let lead = file.len() - file.trim_start_matches('.').len();
+        match file[lead..].rfind('.') {
+            Some(i) => {
+                let at = start + lead + i;
+                (p[..at].to_string(), p[at..].to_string())
+            }
+            None => (p.to_string(), String::new()),
+        }
+    }
+    let suffixes = |e: &str| match e {
+        ".svgz" => Some(".svg.gz"),
+        ".tgz" | ".taz" | ".tz" => Some(".tar.gz"),
+        ".tbz2" => Some(".tar.bz2"),
+        ".txz" => Some(".tar.xz"),
+        _ => None,
+    };
+    let encodings = [".gz", ".Z", ".bz2", ".xz", ".br"];
+    let (mut base, mut ext) = splitext(name);
+    while let Some(s) = suffixes(&ext.to_lowercase()) {
+        (base, ext) = splitext(&format!("{base}{s}"));
+    }
+    if encodings.contains(&ext.as_str()) || encodings.contains(&ext.to_lowercase().as_str()) {
+        (_, ext) = splitext(&base);
+    }
+    types
+        .get(&ext)
+        .or_else(|| types.get(&ext.to_lowercase()))
+        .cloned()
 }
 
 fn crc32c_of(path: &Path) -> std::io::Result<u32> {
@@ -289,6 +361,30 @@ mod tests {
         assert_eq!(bucket_of("gs://janitor-logs").unwrap(), "janitor-logs");
         assert_eq!(bucket_of("gs://b/ignored/path").unwrap(), "b");
         assert!(bucket_of("gs://").is_err());
+    }
+
+    #[test]
+    fn content_types_are_guessed_as_python_does() {
+        let types = parse_mime_types(
+            "# comment\napplication/vnd.debian.binary-package deb udeb\n\
+             text/prs.lines.tag tag dsc\napplication/x-tar tar\ntext/plain txt\n",
+        );
+        let guess = |n: &str| guess_content_type(n, &types);
+        assert_eq!(
+            guess("r/p_1_all.deb").as_deref(),
+            Some("application/vnd.debian.binary-package")
+        );
+        assert_eq!(guess("r/p_1.dsc").as_deref(), Some("text/prs.lines.tag"));
+        assert_eq!(
+            guess("r/p_1.orig.tar.gz").as_deref(),
+            Some("application/x-tar")
+        );
+        assert_eq!(guess("r/p_1.tgz").as_deref(), Some("application/x-tar"));
+        assert_eq!(guess("r/NOTES.TXT").as_deref(), Some("text/plain"));
+        assert_eq!(guess("c/r/build.log.gz"), None);
+        assert_eq!(guess("r/p_1_amd64.changes"), None);
+        assert_eq!(guess("r/.txt"), None);
+        assert_eq!(guess("r.d/noext"), None);
     }
 
     #[test]
