@@ -71,38 +71,29 @@ pub struct Reupload {
     pub failures: usize,
 }
 
+/// Why one item was not moved.
+enum Failed {
+    /// The backup copy is unusable (e.g. cut short): the others still go.
+    Local(anyhow::Error),
+    /// The primary refused it: it is probably still down, so the pass ends
+    /// (it would only hold the backup lock through more timeouts).
+    Primary(String),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Local(e) => write!(f, "{e:#}"),
+            Failed::Primary(e) => write!(f, "primary store: {e}"),
+        }
+    }
+}
+
 /// Moves every backed-up log and artifact run to the primary stores.
 pub async fn reupload(storage: &Storage) -> Reupload {
     let mut report = Reupload::default();
-    let Some(dir) = &storage.backup_dir else {
-        return report;
-    };
-    for run in list_dirs(&dir.join("artifacts")) {
-        let _exclusive = storage.backup_lock.write().await;
-        match reupload_artifacts(storage.artifacts.as_ref(), &run).await {
-            Ok(()) => report.artifact_runs_moved += 1,
-            Err(e) => {
-                report.failures += 1;
-                tracing::warn!(run = %run.display(), error = %e, "re-uploading backed-up artifacts failed");
-            }
-        }
-    }
-    for codebase in list_dirs(&dir.join("logs")) {
-        for run in list_dirs(&codebase) {
-            let _exclusive = storage.backup_lock.write().await;
-            for log in list_files(&run) {
-                match reupload_log(storage.logs.as_ref(), &codebase, &run, &log).await {
-                    Ok(()) => report.logs_moved += 1,
-                    Err(e) => {
-                        report.failures += 1;
-                        tracing::warn!(log = %log.display(), error = %e, "re-uploading a backed-up log failed");
-                    }
-                }
-            }
-            // Only removed once empty: what failed stays for the next pass.
-            let _ = std::fs::remove_dir(&run);
-        }
-        let _ = std::fs::remove_dir(&codebase);
+    if let Some(dir) = &storage.backup_dir {
+        let _ = reupload_all(storage, dir, &mut report).await;
     }
     if report != Reupload::default() {
         tracing::info!(?report, "backup re-upload pass");
@@ -110,16 +101,58 @@ pub async fn reupload(storage: &Storage) -> Reupload {
     report
 }
 
-async fn reupload_artifacts(primary: &dyn ArtifactManager, run: &Path) -> anyhow::Result<()> {
-    let run_id = file_name(run)?;
+/// `Err` when a primary failure ended the pass early.
+async fn reupload_all(storage: &Storage, dir: &Path, report: &mut Reupload) -> Result<(), ()> {
+    let outcome = |r: Result<(), Failed>, what: &Path, moved: &mut usize| match r {
+        Ok(()) => {
+            *moved += 1;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(backup = %what.display(), error = %e, "re-upload failed; retried next pass");
+            match e {
+                Failed::Local(_) => Ok(()),
+                Failed::Primary(_) => Err(()),
+            }
+        }
+    };
+    for run in list_dirs(&dir.join("artifacts")) {
+        let _exclusive = storage.backup_lock.write().await;
+        let r = reupload_artifacts(storage.artifacts.as_ref(), &run).await;
+        report.failures += r.is_err() as usize;
+        outcome(r, &run, &mut report.artifact_runs_moved)?;
+    }
+    for codebase in list_dirs(&dir.join("logs")) {
+        for run in list_dirs(&codebase) {
+            let _exclusive = storage.backup_lock.write().await;
+            for log in list_files(&run) {
+                let r = reupload_log(storage.logs.as_ref(), &codebase, &run, &log).await;
+                report.failures += r.is_err() as usize;
+                outcome(r, &log, &mut report.logs_moved)?;
+            }
+            // Only removed once empty: what failed stays for the next pass.
+            let _ = std::fs::remove_dir(&run);
+        }
+        let _ = std::fs::remove_dir(&codebase);
+    }
+    Ok(())
+}
+
+async fn reupload_artifacts(primary: &dyn ArtifactManager, run: &Path) -> Result<(), Failed> {
+    let run_id = file_name(run).map_err(Failed::Local)?;
     let mut names: Vec<String> = list_files(run)
         .iter()
         .map(|p| file_name(p).map(str::to_string))
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()
+        .map_err(Failed::Local)?;
     names.sort();
-    primary.store_artifacts(run_id, run, &names).await?;
-    tokio::fs::remove_dir_all(run).await?;
-    Ok(())
+    primary
+        .store_artifacts(run_id, run, &names)
+        .await
+        .map_err(|e| Failed::Primary(e.to_string()))?;
+    tokio::fs::remove_dir_all(run)
+        .await
+        .map_err(|e| Failed::Local(e.into()))
 }
 
 /// A backup log is `<codebase>/<run_id>/<name>.gz`: decompressed again and
@@ -129,18 +162,27 @@ async fn reupload_log(
     codebase: &Path,
     run: &Path,
     log: &Path,
-) -> anyhow::Result<()> {
-    let (codebase, run_id) = (file_name(codebase)?, file_name(run)?);
-    let Some(name) = file_name(log)?.strip_suffix(".gz") else {
-        anyhow::bail!("not a gzip log");
+) -> Result<(), Failed> {
+    let local = |e: anyhow::Error| Failed::Local(e);
+    let (codebase, run_id) = (
+        file_name(codebase).map_err(local)?,
+        file_name(run).map_err(local)?,
+    );
+    let Some(name) = file_name(log).map_err(local)?.strip_suffix(".gz") else {
+        return Err(Failed::Local(anyhow::anyhow!("not a gzip log")));
     };
     let src = log.to_path_buf();
-    let (plain, mtime) = tokio::task::spawn_blocking(move || gunzip_to_temp(&src)).await??;
+    let (plain, mtime) = tokio::task::spawn_blocking(move || gunzip_to_temp(&src))
+        .await
+        .map_err(|e| Failed::Local(e.into()))?
+        .map_err(|e| Failed::Local(e.into()))?;
     primary
         .import_log(codebase, run_id, name, plain.path(), mtime)
-        .await?;
-    tokio::fs::remove_file(log).await?;
-    Ok(())
+        .await
+        .map_err(|e| Failed::Primary(e.to_string()))?;
+    tokio::fs::remove_file(log)
+        .await
+        .map_err(|e| Failed::Local(e.into()))
 }
 
 fn gunzip_to_temp(src: &Path) -> std::io::Result<(tempfile::NamedTempFile, u32)> {
