@@ -106,7 +106,7 @@ impl Bed {
             dir,
             runner,
             db,
-            http: reqwest::Client::new(),
+            http: janitor_runner::tls::http_client(),
         })
     }
 

@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     s.watchdog = false;
     let runner = Runner::start(s, janitor_runner::clock::system()).await?;
     let app = runner.app.clone();
-    let http = reqwest::Client::new();
+    let http = janitor_runner::tls::http_client();
     let base = format!("http://{}", runner.admin_addr);
 
     // B: what assign::next_item does before its claim.

@@ -99,7 +99,7 @@ pub fn process_usage(pid: u32) -> Option<(f64, u64, u64)> {
 }
 
 pub async fn run(opts: LoadOptions) -> anyhow::Result<Value> {
-    let client = reqwest::Client::builder()
+    let client = janitor_runner::tls::client_builder()
         .pool_max_idle_per_host(opts.workers.max(1))
         .build()?;
     let shared = Arc::new(Mutex::new(Shared {

@@ -5,7 +5,7 @@ use crate::fixtures::{create_repos, FakeWorker, ScenarioDir};
 use crate::normalize::Normalizer;
 use crate::scenario::{Scenario, GOLDEN_FAKE_WORKER, GOLDEN_ROOT};
 use crate::services::TestServices;
-use crate::target::{Environment, RunningTarget, TargetSpec};
+use crate::target::{Environment, GcsBuckets, RunningTarget, TargetSpec};
 use anyhow::Context;
 use base64::Engine;
 use futures::StreamExt;
@@ -36,11 +36,46 @@ pub struct Observed {
     /// Services and fixtures ready (database clone, Redis, directories, fake worker).
     pub setup: Duration,
     pub total: Duration,
+    /// The gzip header mtime of each stored log, keyed like `files_after`.
+    pub log_mtimes: Value,
+}
+
+/// Where the runner stores logs and artifacts during a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageKind {
+    /// The scenario's directories, as recorded.
+    #[default]
+    Filesystem,
+    /// Fresh buckets of the harness's GCS emulator (`gs://` locations).
+    Gcs,
 }
 
 pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Observed> {
+    run_with(scenario, target, StorageKind::Filesystem).await
+}
+
+pub async fn run_with(
+    scenario: &Scenario,
+    target: &TargetSpec,
+    storage: StorageKind,
+) -> anyhow::Result<Observed> {
     let t0 = Instant::now();
     let services = TestServices::start().await?;
+    let gcs = match storage {
+        StorageKind::Filesystem => None,
+        StorageKind::Gcs => {
+            let server = crate::services::gcs().await?;
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let buckets = GcsBuckets {
+                endpoint: server.endpoint.clone(),
+                logs: format!("logs-{id}"),
+                artifacts: format!("artifacts-{id}"),
+            };
+            server.create_bucket(&buckets.logs).await?;
+            server.create_bucket(&buckets.artifacts).await?;
+            Some(buckets)
+        }
+    };
     let dir = ScenarioDir::new()?;
     let worker = FakeWorker::start().await?;
     create_repos(&dir, &scenario.runner.repos)?;
@@ -103,9 +138,10 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
         database_url: &services.db.url,
         redis_url: &services.redis.url,
         config_text: localize(&scenario.config),
+        gcs: gcs.as_ref(),
     };
     let running = RunningTarget::start(target, &env).await?;
-    let client = reqwest::Client::builder()
+    let client = janitor_runner::tls::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
 
@@ -143,7 +179,12 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
     let db_after = dump_database(&services.db.url, &mut norm).await?;
     let messages = std::mem::take(&mut *published.lock().unwrap());
     let (keys, published) = dump_redis(&mut conn, &messages, &mut norm).await?;
-    let files_after = norm.value(&dump_files(dir.root())?);
+    let stored = match &gcs {
+        None => raw_files(dir.root())?,
+        Some(b) => raw_objects(b).await?,
+    };
+    let files_after = norm.value(&files_document(&stored)?);
+    let log_mtimes = norm.value(&mtimes_document(&stored));
     let fake_worker_requests = norm.value(&json!(worker.requests()));
     running.stop().await?;
 
@@ -158,6 +199,7 @@ pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Obs
         latencies,
         setup,
         total: t0.elapsed(),
+        log_mtimes,
     })
 }
 
@@ -405,17 +447,58 @@ async fn dump_redis(
 
 /// Logs and artifacts stored under the scenario directory (FORMAT.md §6).
 pub fn dump_files(root: &Path) -> anyhow::Result<Value> {
-    let mut out = Map::new();
+    files_document(&raw_files(root)?)
+}
+
+/// Stored logs and artifacts as (`logs/…` or `artifacts/…`, raw bytes).
+type RawStore = Vec<(String, Vec<u8>)>;
+
+fn raw_files(root: &Path) -> anyhow::Result<RawStore> {
+    let mut out = Vec::new();
     for top in ["logs", "artifacts"] {
         let base = root.join(top);
         if base.exists() {
             walk(root, &base, &mut out)?;
         }
     }
+    Ok(out)
+}
+
+/// The objects of both buckets, named as the filesystem stores name files:
+/// the log bucket under `logs/`, the artifact bucket under `artifacts/`.
+async fn raw_objects(b: &GcsBuckets) -> anyhow::Result<RawStore> {
+    let server = crate::services::gcs().await?;
+    let mut out = Vec::new();
+    for (top, bucket) in [("logs", &b.logs), ("artifacts", &b.artifacts)] {
+        for (name, bytes) in server.objects(bucket).await? {
+            out.push((format!("{top}/{name}"), bytes));
+        }
+    }
+    Ok(out)
+}
+
+fn is_log(rel: &str) -> bool {
+    rel.starts_with("logs/") && rel.ends_with(".gz")
+}
+
+fn files_document(stored: &RawStore) -> anyhow::Result<Value> {
+    let mut out = Map::new();
+    for (rel, raw) in stored {
+        out.insert(rel.clone(), file_entry(raw, is_log(rel))?);
+    }
     Ok(Value::Object(out))
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Map<String, Value>) -> anyhow::Result<()> {
+fn mtimes_document(stored: &RawStore) -> Value {
+    let mut out = Map::new();
+    for (rel, raw) in stored.iter().filter(|(rel, _)| is_log(rel)) {
+        let mtime = janitor_runner::storage::gcs::gzip_mtime(raw);
+        out.insert(rel.clone(), json!(mtime));
+    }
+    Value::Object(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut RawStore) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -423,9 +506,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Map<String, Value>) -> anyhow::Result
             continue;
         }
         let rel = path.strip_prefix(root)?.display().to_string();
-        let raw = std::fs::read(&path)?;
-        let is_log = rel.starts_with("logs/") && rel.ends_with(".gz");
-        out.insert(rel, file_entry(&raw, is_log)?);
+        out.push((rel, std::fs::read(&path)?));
     }
     Ok(())
 }

@@ -36,6 +36,17 @@ pub struct Environment<'a> {
     pub redis_url: &'a str,
     /// The recorded config, with fixture locations localised.
     pub config_text: String,
+    /// Store logs and artifacts in these emulator buckets instead of the
+    /// scenario's directories (in-process targets only).
+    pub gcs: Option<&'a GcsBuckets>,
+}
+
+/// Two buckets of a GCS emulator standing in for the log and artifact stores.
+#[derive(Debug, Clone)]
+pub struct GcsBuckets {
+    pub endpoint: String,
+    pub logs: String,
+    pub artifacts: String,
 }
 
 pub enum RunningTarget {
@@ -62,6 +73,11 @@ impl RunningTarget {
                 s.public_vcs_location = Some(env.dir.localize(&r.public_vcs_location));
                 s.logs_location = Some(env.dir.localize(&r.logs_location));
                 s.artifact_location = Some(env.dir.localize(&r.artifact_location));
+                if let Some(g) = env.gcs {
+                    s.logs_location = Some(format!("gs://{}", g.logs));
+                    s.artifact_location = Some(format!("gs://{}", g.artifacts));
+                    s.storage_emulator_host = Some(g.endpoint.clone());
+                }
                 s.run_timeout_minutes = r.run_timeout_minutes;
                 s.avoid_hosts = r.avoid_hosts.clone();
                 s.dep_server_url = r.dep_server_url.clone();
@@ -73,6 +89,9 @@ impl RunningTarget {
                 Ok(RunningTarget::InProcess(Box::new(runner)))
             }
             TargetSpec::Command { cmd, settle } => {
+                if env.gcs.is_some() {
+                    bail!("GCS storage is only wired up for the in-process target");
+                }
                 let mut config = tempfile::Builder::new().suffix(".conf").tempfile()?;
                 let full = format!(
                     "{}\ndatabase_location: {:?}\nredis_location: {:?}\nlogs_location: {:?}\nartifact_location: {:?}\n",
@@ -127,7 +146,7 @@ impl RunningTarget {
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/health", self.admin_url());
-        let client = reqwest::Client::new();
+        let client = janitor_runner::tls::http_client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client.get(&url).send().await {

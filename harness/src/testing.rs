@@ -56,7 +56,7 @@ impl TestRunner {
             runner,
             services,
             dir,
-            http: reqwest::Client::new(),
+            http: janitor_runner::tls::http_client(),
         })
     }
 

@@ -42,7 +42,12 @@ async fn start_runner(conf: &std::path::Path, vcs: &std::path::Path) -> (Proc, S
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/health")).await.is_err() {
+    while janitor_runner::tls::http_client()
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "runner did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -77,7 +82,7 @@ async fn two_runner_processes_never_hand_out_an_item_twice() {
     let (_a, url_a) = start_runner(&conf, &vcs).await;
     let (_b, url_b) = start_runner(&conf, &vcs).await;
 
-    let client = reqwest::Client::new();
+    let client = janitor_runner::tls::http_client();
     let mut tasks = Vec::new();
     for i in 0..ASSIGNS {
         let url = if i % 2 == 0 {

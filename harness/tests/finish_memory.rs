@@ -135,7 +135,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
         .chain(file_chunks)
         .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
 
-    let client = reqwest::Client::new();
+    let client = janitor_runner::tls::http_client();
     let before = vm_hwm_kib();
     let resp = client
         .post(format!(

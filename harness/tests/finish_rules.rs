@@ -51,7 +51,7 @@ fn body(filename: &str) -> (String, String) {
 
 async fn finish(env: &Env, filename: &str) -> (u16, Value) {
     let (ct, text) = body(filename);
-    let resp = reqwest::Client::new()
+    let resp = janitor_runner::tls::http_client()
         .post(format!(
             "http://{}/active-runs/{}/finish",
             env.t.runner.admin_addr, env.run.log_id

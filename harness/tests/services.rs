@@ -56,7 +56,7 @@ async fn the_gcs_emulator_stores_and_lists_objects_over_the_json_api() {
     let gcs = services::gcs().await.unwrap();
     let bucket = format!("b-{}", uuid::Uuid::new_v4().simple());
     gcs.create_bucket(&bucket).await.unwrap();
-    let resp = reqwest::Client::new()
+    let resp = janitor_runner::tls::http_client()
         .post(format!(
             "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=dir/x.txt",
             gcs.endpoint

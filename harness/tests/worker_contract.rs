@@ -211,7 +211,7 @@ impl Contract {
             runner,
             db,
             redis_url,
-            client: reqwest::Client::new(),
+            client: janitor_runner::tls::http_client(),
             queue_id,
         }
     }

@@ -1,9 +1,8 @@
 //! Talking back to the worker of an active run (runner-internals.md §6.3–§6.5):
 //! list and fetch its logs, kill it, ping it.
 //!
-//! HTTP goes through `reqwest` built without TLS features, so an `https://`
-//! backchannel URL cannot be reached: it fails as `Unreachable` (retryable for
-//! the watchdog), never with a panic.
+//! HTTP goes through `reqwest` with rustls (ring provider, platform
+//! certificate verifier), so `https://` workers and Jenkins are reachable.
 
 use crate::types::Backchannel;
 use bytes::Bytes;
@@ -43,7 +42,7 @@ pub enum BackchannelError {
 
 fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
-    CLIENT.get_or_init(Client::new)
+    CLIENT.get_or_init(crate::tls::http_client)
 }
 
 /// `my_url / seg / seg…` as yarl builds it: segments appended after the
@@ -73,9 +72,6 @@ async fn send(
     accept_json: bool,
     timeout: Duration,
 ) -> Result<reqwest::Response, String> {
-    if url.scheme() == "https" {
-        return Err(format!("cannot reach {url}: this build has no TLS support"));
-    }
     let mut req = client().request(method, url).timeout(timeout);
     if accept_json {
         req = req.header(header::ACCEPT, "application/json");
@@ -623,15 +619,28 @@ mod tests {
         ));
     }
 
+    /// An `https://` backchannel opens with a TLS ClientHello (record type
+    /// 0x16, version 3.x, handshake type 1), naming the host by SNI.
     #[tokio::test]
-    async fn https_fails_cleanly_without_tls() {
+    async fn https_backchannels_speak_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut first = vec![0u8; 512];
+            let n = sock.read(&mut first).await.unwrap();
+            first.truncate(n);
+            first
+        });
         let bc = Backchannel::Polling {
-            my_url: "https://127.0.0.1:9/".into(),
+            my_url: format!("https://localhost:{port}/"),
         };
         let err = ping(&bc, "r").await.unwrap_err();
-        assert!(
-            matches!(&err, BackchannelError::Unreachable(m) if m.contains("TLS")),
-            "{err:?}"
-        );
+        assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
+        let hello = peer.await.unwrap();
+        assert!(hello.len() > 5, "{hello:?}");
+        assert_eq!((hello[0], hello[1], hello[5]), (0x16, 0x03, 0x01));
+        assert!(hello.windows(9).any(|w| w == b"localhost"), "no SNI");
     }
 }

@@ -22,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod types;
 pub mod urlutils;
 pub mod vcs;

@@ -71,6 +71,7 @@ fn main() -> std::process::ExitCode {
             flags.config.display()
         ));
     }
+    janitor_runner::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,6 +113,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     settings.config_text = config_text;
     settings.public_vcs_location = Some(flags.public_vcs_location);
     settings.backup_directory = flags.backup_directory;
+    // Read where gcloud-aio reads it, so the same environment works for both.
+    settings.storage_emulator_host = std::env::var("STORAGE_EMULATOR_HOST").ok();
     settings.run_timeout_minutes = flags.run_timeout;
     settings.avoid_hosts = flags.avoid_host;
     settings.dep_server_url = flags.public_dep_server_url;

@@ -22,10 +22,12 @@ pub struct Runner {
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     watchdog: Option<JoinHandle<()>>,
+    reupload: Option<JoinHandle<()>>,
 }
 
 impl Runner {
     pub async fn start(settings: Settings, clock: SharedClock) -> anyhow::Result<Runner> {
+        crate::tls::install_crypto_provider();
         let config = crate::config::parse_config(&settings.config_text)
             .context("reading the janitor configuration")?;
         let db = PgPoolOptions::new()
@@ -47,6 +49,7 @@ impl Runner {
         let admin_listener = bind(&settings.listen_address, settings.port).await?;
 
         let storage = crate::storage::Storage::from_settings(&settings)
+            .await
             .context("setting up log and artifact storage")?;
         let app = Arc::new(App {
             db,
@@ -78,8 +81,18 @@ impl Runner {
             .watchdog
             .then(|| crate::watchdog::spawn(app.clone()));
 
+        // Backed-up logs and artifacts go back to the primary stores.
+        let reupload = app.storage.backup_dir.is_some().then(|| {
+            crate::storage::backup::spawn(
+                app.storage.clone(),
+                crate::storage::backup::REUPLOAD_PERIOD,
+                shutdown.subscribe(),
+            )
+        });
+
         Ok(Runner {
             watchdog,
+            reupload,
             admin_addr,
             public_addr,
             app,
@@ -99,6 +112,11 @@ impl Runner {
         let _ = self.shutdown.send(true);
         if let Some(w) = &self.watchdog {
             w.abort();
+        }
+        // Stops at the shutdown signal; a pass cut short only leaves copies
+        // in the backup, moved again next start.
+        if let Some(r) = self.reupload {
+            let _ = r.await;
         }
         for server in self.servers {
             server.await??;

@@ -20,6 +20,9 @@ pub struct Settings {
     pub logs_location: Option<String>,
     pub artifact_location: Option<String>,
     pub backup_directory: Option<PathBuf>,
+    /// `STORAGE_EMULATOR_HOST`: the GCS endpoint to use instead of Google's,
+    /// with anonymous credentials (read from the environment by `main.rs`).
+    pub storage_emulator_host: Option<String>,
     pub run_timeout_minutes: u64,
     pub avoid_hosts: Vec<String>,
     pub dep_server_url: Option<String>,
@@ -44,6 +47,7 @@ impl Settings {
             logs_location: None,
             artifact_location: None,
             backup_directory: None,
+            storage_emulator_host: None,
             run_timeout_minutes: 60,
             avoid_hosts: Vec::new(),
             dep_server_url: None,

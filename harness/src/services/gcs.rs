@@ -36,7 +36,7 @@ impl GcsServer {
 
     /// Create a bucket through the JSON API (the emulator does not speak gRPC).
     pub async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
-        let resp = reqwest::Client::new()
+        let resp = janitor_runner::tls::http_client()
             .post(format!("{}/storage/v1/b?project=test", self.endpoint))
             .json(&serde_json::json!({ "name": name }))
             .send()
@@ -53,7 +53,7 @@ impl GcsServer {
 
     /// Every object of a bucket with its bytes.
     pub async fn objects(&self, bucket: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let client = reqwest::Client::new();
+        let client = janitor_runner::tls::http_client();
         let list: serde_json::Value = client
             .get(format!("{}/storage/v1/b/{bucket}/o", self.endpoint))
             .send()
@@ -132,7 +132,7 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
             .with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
-        let client = reqwest::Client::new();
+        let client = janitor_runner::tls::http_client();
         loop {
             if let Ok(r) = client.get(format!("{endpoint}/storage/v1/b")).send().await {
                 if r.status().is_success() {

@@ -75,12 +75,19 @@ impl ArtifactManager for LocalArtifactManager {
     }
 }
 
-/// The primary artifact manager for `artifact_location`.
-pub fn from_location(location: Option<&str>) -> anyhow::Result<Arc<dyn ArtifactManager>> {
+/// The primary artifact manager for `artifact_location` (§10).
+pub async fn from_location(
+    location: Option<&str>,
+    gcs: &super::GcsClient,
+) -> anyhow::Result<Arc<dyn ArtifactManager>> {
     match location {
         None => anyhow::bail!("no artifact location configured"),
         Some(l) if l.starts_with("gs://") => {
-            anyhow::bail!("artifact location {l}: GCS is not supported yet")
+            let bucket = super::gcs::bucket_of(l)?;
+            Ok(Arc::new(super::gcs::GcsArtifactManager::new(
+                gcs.get().await?,
+                bucket,
+            )))
         }
         Some(l) => Ok(Arc::new(LocalArtifactManager::new(l)?)),
     }

@@ -87,12 +87,23 @@ fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogE
     Ok(())
 }
 
-/// The primary log manager for `logs_location` (§9.1).
-pub fn from_location(location: Option<&str>) -> anyhow::Result<Arc<dyn LogManager>> {
+/// The primary log manager for `logs_location` (§9.1). `gcs` builds the GCS
+/// client when the location asks for one.
+pub async fn from_location(
+    location: Option<&str>,
+    gcs: &super::GcsClient,
+) -> anyhow::Result<Arc<dyn LogManager>> {
     match location {
         None => Ok(Arc::new(FileSystemLogManager::new("/tmp"))),
-        Some(l) if l.starts_with("gs://") || l.starts_with("http:") || l.starts_with("https:") => {
-            anyhow::bail!("log location {l}: object stores are not supported yet")
+        Some(l) if l.starts_with("gs://") => {
+            let bucket = super::gcs::bucket_of(l)?;
+            Ok(Arc::new(super::gcs::GcsLogManager::new(
+                gcs.get().await?,
+                bucket,
+            )))
+        }
+        Some(l) if l.starts_with("http:") || l.starts_with("https:") => {
+            anyhow::bail!("log location {l}: S3-compatible log storage is not supported")
         }
         Some(l) => Ok(Arc::new(FileSystemLogManager::new(l))),
     }
