@@ -17,4 +17,5 @@ pub struct App {
     pub background: Background,
     pub metrics: Metrics,
     pub storage: crate::storage::Storage,
+    pub status: crate::state::StatusPublisher,
 }

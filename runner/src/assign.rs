@@ -538,12 +538,10 @@ fn vcs_info(item: &db::queue::NextItem) -> Map<String, Value> {
 }
 
 /// Hosts excluded from selection: `--avoid-host` plus current rate limits.
-async fn excluded_hosts(app: &App) -> Result<Vec<String>, StateError> {
+fn excluded_hosts(app: &App, limits: Vec<(String, chrono::NaiveDateTime)>) -> Vec<String> {
     let mut hosts: BTreeSet<String> = app.settings.avoid_hosts.iter().cloned().collect();
-    for (host, _) in state::rate_limited_hosts(app).await? {
-        hosts.insert(host);
-    }
-    Ok(hosts.into_iter().collect())
+    hosts.extend(limits.into_iter().map(|(host, _)| host));
+    hosts.into_iter().collect()
 }
 
 /// The whole procedure (§4): returns the assignment; in peek mode the claim
@@ -554,10 +552,10 @@ pub async fn next_item(
     mode: Mode,
     req: &Request,
 ) -> Result<Assignment, AssignError> {
-    let exclude_hosts = excluded_hosts(app).await?;
-    let mut assigned: Vec<i32> = state::assigned_queue_items(app)
-        .await?
-        .into_keys()
+    let (claimed, limits) = state::selection_inputs(app).await?;
+    let exclude_hosts = excluded_hosts(app, limits);
+    let mut assigned: Vec<i32> = claimed
+        .into_iter()
         .filter_map(|k| i32::try_from(k).ok())
         .collect();
     let mut conn = app.db.acquire().await?;
@@ -782,7 +780,7 @@ pub async fn next_item(
         },
     };
     if mode == Mode::Peek {
-        state::unclaim(app, &run.log_id).await?;
+        state::unclaim_run(app, &run).await?;
     }
     Ok(assignment)
 }

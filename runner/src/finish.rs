@@ -26,7 +26,13 @@ pub struct Upload {
     pub dir: tempfile::TempDir,
     pub filenames: Vec<String>,
     pub result_json: Option<Vec<u8>>,
+    /// Bytes of the files in `dir`.
+    pub bytes: u64,
 }
+
+/// Uploads up to this size are listed, compressed and deleted on the async
+/// thread: a few small-file syscalls cost less than two thread hand-offs.
+pub const SMALL_UPLOAD: u64 = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinishError {
@@ -234,7 +240,9 @@ pub async fn finish(
         dir,
         filenames,
         result_json,
+        bytes,
     } = upload;
+    let small = bytes <= SMALL_UPLOAD;
     let raw = result_json.ok_or(FinishError::MissingResult)?;
     let mut worker = WorkerResult::from_slice(&raw)?;
     let path: PathBuf = dir.path().to_path_buf();
@@ -248,11 +256,15 @@ pub async fn finish(
         .await
         .map_err(anyhow::Error::from)??;
     }
-    let p = path.clone();
-    let logs = tokio::task::spawn_blocking(move || gather_logs(&p))
-        .await
-        .map_err(anyhow::Error::from)?
-        .map_err(anyhow::Error::from)?;
+    let logs = if small {
+        gather_logs(&path).map_err(anyhow::Error::from)?
+    } else {
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || gather_logs(&p))
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(anyhow::Error::from)?
+    };
     let mut result = JanitorResult::from_worker(run, worker, logs.clone());
 
     import_logs(app, run, &path, &logs, &result).await?;
@@ -281,7 +293,11 @@ pub async fn finish(
         None => None,
     };
     // Big uploads take a moment to delete; keep that off the async workers.
-    let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+    if small {
+        drop(dir);
+    } else {
+        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+    }
 
     finish_run(app, run, &mut result).await?;
     Ok(Finished {
@@ -419,7 +435,9 @@ pub async fn finish_run(
     if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
         if db::runs::is_run_exists(&e) {
             tx.rollback().await?;
-            state::unclaim(app, &result.log_id).await?;
+            state::unclaim_run(app, run)
+                .await
+                .map_err(anyhow::Error::from)?;
             return Err(FinishError::RunExists(result.log_id.clone()));
         }
         return Err(e.into());
@@ -438,13 +456,12 @@ pub async fn finish_run(
             db::runs::store_debian_build(&mut tx, &build).await?;
         }
     }
-    db::queue::delete_item(&mut tx, run.queue_id).await?;
+    db::queue::delete_item(&mut tx, run).await?;
     tx.commit().await?;
 
-    state::publish(app, "result", &result.to_json())
+    state::release_finished(app, run, &crate::pyjson::to_string(&result.to_json()))
         .await
         .map_err(anyhow::Error::from)?;
-    state::unclaim(app, &result.log_id).await?;
     state::publish_status(app)
         .await
         .map_err(anyhow::Error::from)?;

@@ -60,6 +60,7 @@ impl Runner {
             background: Background::default(),
             metrics: crate::metrics::Metrics::new(),
             storage,
+            status: Default::default(),
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use redis::AsyncCommands;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 pub const ACTIVE_RUNS: &str = "active-runs";
@@ -148,6 +149,144 @@ pub async fn unclaim(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun
     Ok(run)
 }
 
+static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if raw and raw ~= '' then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+return raw
+",
+    )
+});
+
+/// [`unclaim`] for a run the caller has already loaded (abort, peek): one
+/// round trip instead of two. The stored run is re-read inside the script,
+/// so a run already gone is left alone, as `unclaim` does.
+pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
+    release(app, run, None).await
+}
+
+/// After a finished run is stored: PUBLISH its result on `result`, then
+/// [`unclaim_run`], in one round trip.
+pub async fn release_finished(
+    app: &App,
+    run: &ActiveRun,
+    result: &str,
+) -> Result<bool, StateError> {
+    release(app, run, Some(("result", result))).await
+}
+
+async fn release(
+    app: &App,
+    run: &ActiveRun,
+    message: Option<(&str, &str)>,
+) -> Result<bool, StateError> {
+    let (channel, text) = message.unwrap_or_default();
+    let mut redis = app.redis.clone();
+    let raw: Option<String> = UNCLAIM
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .key(ACTIVE_RUNS)
+        .key(LAST_KEEPALIVE)
+        .arg(&run.log_id)
+        .arg(run.queue_id.to_string())
+        .arg(channel)
+        .arg(text)
+        .invoke_async(&mut redis)
+        .await?;
+    let existed = raw.is_some_and(|r| !r.is_empty());
+    let worker = match (existed, run.worker_name.as_deref()) {
+        (true, Some(w)) => w,
+        _ => NONE_LABEL,
+    };
+    app.metrics.active_runs.with_label_values(&[worker]).dec();
+    Ok(existed)
+}
+
+static RUN_AND_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {}
+end
+local ok, run = pcall(cjson.decode, raw)
+if ok and type(run) == 'table' and type(run['queue_id']) == 'number' then
+  local q = string.format('%d', run['queue_id'])
+  return {raw, q, redis.call('HGET', KEYS[2], q)}
+end
+return {raw}
+",
+    )
+});
+
+/// The active run `run_id` and the run id holding the claim on its queue
+/// item, in one round trip (the finish routes' check that the run is still
+/// its item's current run).
+pub async fn get_with_claim(
+    app: &App,
+    run_id: &str,
+) -> anyhow::Result<Option<(ActiveRun, Option<String>)>> {
+    let mut redis = app.redis.clone();
+    let found: Vec<Option<String>> = RUN_AND_CLAIM
+        .key(ACTIVE_RUNS)
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .arg(run_id)
+        .invoke_async(&mut redis)
+        .await?;
+    let mut found = found.into_iter();
+    let raw = match found.next().flatten() {
+        Some(raw) if !raw.is_empty() => raw,
+        _ => return Ok(None),
+    };
+    let run = ActiveRun::from_json(&serde_json::from_str(&raw)?)?;
+    let holder = match (found.next().flatten(), found.next()) {
+        (Some(q), Some(holder)) if q == run.queue_id.to_string() => holder,
+        // The script could not read the queue id as we do: ask directly.
+        _ => claim_holder(app, run.queue_id).await?,
+    };
+    Ok(Some((run, holder)))
+}
+
+/// The run id holding the claim on a queue item, if any.
+pub async fn claim_holder(app: &App, queue_id: i64) -> Result<Option<String>, StateError> {
+    let mut redis = app.redis.clone();
+    Ok(redis
+        .hget(ASSIGNED_QUEUE_ITEMS, queue_id.to_string())
+        .await?)
+}
+
+/// What selection needs from Redis, read in one round trip: the claimed
+/// queue ids and the hosts whose rate limit lies in the future.
+pub async fn selection_inputs(
+    app: &App,
+) -> Result<(Vec<i64>, Vec<(String, NaiveDateTime)>), StateError> {
+    let now = app.clock.now_naive();
+    let mut redis = app.redis.clone();
+    let (claims, limits): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+        .hkeys(ASSIGNED_QUEUE_ITEMS)
+        .hgetall(RATE_LIMIT_HOSTS)
+        .query_async(&mut redis)
+        .await?;
+    Ok((
+        claims.iter().filter_map(|k| k.parse().ok()).collect(),
+        live_limits(limits, now),
+    ))
+}
+
+fn live_limits(all: Vec<(String, String)>, now: NaiveDateTime) -> Vec<(String, NaiveDateTime)> {
+    all.into_iter()
+        .filter_map(|(h, t)| parse_naive(&t).map(|t| (h, t)))
+        .filter(|(_, t)| *t > now)
+        .collect()
+}
+
 /// The queue item → run id claims.
 pub async fn assigned_queue_items(app: &App) -> Result<HashMap<i64, String>, StateError> {
     let mut redis = app.redis.clone();
@@ -206,37 +345,60 @@ pub async fn rate_limited_hosts(app: &App) -> Result<Vec<(String, NaiveDateTime)
     let now = app.clock.now_naive();
     let mut redis = app.redis.clone();
     let all: Vec<(String, String)> = redis.hgetall(RATE_LIMIT_HOSTS).await?;
-    Ok(all
-        .into_iter()
-        .filter_map(|(h, t)| parse_naive(&t).map(|t| (h, t)))
-        .filter(|(_, t)| *t > now)
-        .collect())
+    Ok(live_limits(all, now))
 }
 
 /// The active runs as stored (stale `current_duration`, QH-9), each with the
 /// keepalive keys appended (data-types.md §3.4).
 pub async fn processing(app: &App) -> Result<Vec<Value>, StateError> {
-    let now = app.clock.now_naive();
     let keepalives = keepalives(app).await?;
     let mut redis = app.redis.clone();
     let runs: Vec<(String, String)> = redis.hgetall(ACTIVE_RUNS).await?;
-    let timeout = app.settings.run_timeout_minutes as f64 * 60.0;
-    let mut out = Vec::with_capacity(runs.len());
-    for (_, raw) in runs {
-        let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&raw) else {
-            continue;
-        };
-        let id = m
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        match keepalives.get(&id) {
+    let status = StatusInputs {
+        now: app.clock.now_naive(),
+        timeout_secs: app.settings.run_timeout_minutes as f64 * 60.0,
+        runs,
+        keepalives,
+        limits: Vec::new(),
+        avoid_hosts: &[],
+    };
+    Ok(status
+        .runs
+        .iter()
+        .filter_map(|(_, raw)| status.processing_entry(raw))
+        .collect())
+}
+
+/// Everything the status document is made of, read from Redis in one go.
+pub struct StatusInputs<'a> {
+    pub now: NaiveDateTime,
+    pub timeout_secs: f64,
+    /// `active-runs` as stored: (run id, JSON text).
+    pub runs: Vec<(String, String)>,
+    pub keepalives: HashMap<String, NaiveDateTime>,
+    /// Live rate limits (host, until).
+    pub limits: Vec<(String, NaiveDateTime)>,
+    pub avoid_hosts: &'a [String],
+}
+
+/// The first fields of a stored run, enough to splice the keepalive keys
+/// onto its text without re-serialising it.
+#[derive(serde::Deserialize)]
+struct RunId {
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+impl StatusInputs<'_> {
+    /// The keepalive keys of run `id`, in upstream's insertion order.
+    fn keepalive_keys(&self, id: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        match self.keepalives.get(id) {
             Some(t) => {
-                let age = seconds_between(&now, t);
+                let age = seconds_between(&self.now, t);
                 m.insert("last-keepalive".into(), Value::String(isoformat_seconds(t)));
                 m.insert("keepalive_age".into(), serde_json::json!(age));
-                m.insert("mia".into(), Value::Bool(age > timeout));
+                m.insert("mia".into(), Value::Bool(age > self.timeout_secs));
             }
             None => {
                 m.insert("keepalive_age".into(), Value::Null);
@@ -244,32 +406,145 @@ pub async fn processing(app: &App) -> Result<Vec<Value>, StateError> {
                 m.insert("mia".into(), Value::Null);
             }
         }
-        out.push(Value::Object(m));
+        m
     }
-    Ok(out)
+
+    /// One `processing` entry as a value; `None` for a stored value that is
+    /// not a JSON object (skipped, as upstream's status would fail on it).
+    fn processing_entry(&self, raw: &str) -> Option<Value> {
+        let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(raw) else {
+            return None;
+        };
+        let id = m
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        m.extend(self.keepalive_keys(&id));
+        Some(Value::Object(m))
+    }
+
+    /// [`Self::processing_entry`] as Python-JSON text, without re-serialising
+    /// the stored run: the keepalive keys are spliced before its closing
+    /// brace. Anything unusual (escapes, keys that would collide, duplicate
+    /// ids) takes the value path, so the text is always what
+    /// `pyjson::to_string(&processing_entry(raw))` gives for runs the runner
+    /// wrote itself.
+    fn processing_text(&self, raw: &str, out: &mut String) -> bool {
+        let body = raw.trim();
+        let plain = body.starts_with('{')
+            && body.ends_with('}')
+            && !body.contains('\\')
+            && !["\"last-keepalive\"", "\"keepalive_age\"", "\"mia\""]
+                .iter()
+                .any(|k| body.contains(k));
+        let head = plain
+            .then(|| serde_json::from_str::<RunId>(body).ok())
+            .flatten();
+        let Some(head) = head else {
+            return match self.processing_entry(raw) {
+                Some(v) => {
+                    out.push_str(&crate::pyjson::to_string(&v));
+                    true
+                }
+                None => false,
+            };
+        };
+        let id = head.id.as_ref().and_then(Value::as_str).unwrap_or_default();
+        let tail = crate::pyjson::to_string(&self.keepalive_keys(id));
+        let open = body[..body.len() - 1].trim_end();
+        out.push_str(open);
+        if open != "{" {
+            out.push_str(", ");
+        }
+        out.push_str(&tail[1..]);
+        true
+    }
+
+    fn limits_and_hosts(&self) -> Map<String, Value> {
+        let mut limits = Map::new();
+        for (host, until) in &self.limits {
+            limits.insert(host.clone(), Value::String(isoformat_seconds(until)));
+        }
+        let mut doc = Map::new();
+        doc.insert(
+            "avoid_hosts".into(),
+            Value::Array(
+                self.avoid_hosts
+                    .iter()
+                    .map(|h| Value::String(h.clone()))
+                    .collect(),
+            ),
+        );
+        doc.insert("rate_limit_hosts".into(), Value::Object(limits));
+        doc
+    }
+
+    /// The status document (runner-http-api.md §2.4) as a value.
+    pub fn document(&self) -> Value {
+        let processing = self
+            .runs
+            .iter()
+            .filter_map(|(_, raw)| self.processing_entry(raw))
+            .collect();
+        let mut doc = Map::new();
+        doc.insert("processing".into(), Value::Array(processing));
+        doc.extend(self.limits_and_hosts());
+        Value::Object(doc)
+    }
+
+    /// `pyjson::to_string(&self.document())`, built from the stored texts.
+    pub fn document_text(&self) -> String {
+        let rest = crate::pyjson::to_string(&self.limits_and_hosts());
+        let size: usize = self.runs.iter().map(|(_, r)| r.len() + 96).sum();
+        let mut out = String::with_capacity(size + rest.len() + 32);
+        out.push_str("{\"processing\": [");
+        let mut first = true;
+        for (_, raw) in &self.runs {
+            let mark = out.len();
+            if !first {
+                out.push_str(", ");
+            }
+            if self.processing_text(raw, &mut out) {
+                first = false;
+            } else {
+                out.truncate(mark);
+            }
+        }
+        out.push_str("], ");
+        out.push_str(&rest[1..]);
+        out
+    }
+}
+
+/// Read everything the status document needs in one atomic round trip.
+async fn status_inputs(app: &App) -> Result<StatusInputs<'_>, StateError> {
+    let now = app.clock.now_naive();
+    let mut redis = app.redis.clone();
+    type Hash = Vec<(String, String)>;
+    let (runs, keepalives, limits): (Hash, Hash, Hash) = redis::pipe()
+        .atomic()
+        .hgetall(ACTIVE_RUNS)
+        .hgetall(LAST_KEEPALIVE)
+        .hgetall(RATE_LIMIT_HOSTS)
+        .query_async(&mut redis)
+        .await?;
+    Ok(StatusInputs {
+        now,
+        timeout_secs: app.settings.run_timeout_minutes as f64 * 60.0,
+        runs,
+        keepalives: keepalives
+            .into_iter()
+            .filter_map(|(k, v)| parse_naive(&v).map(|t| (k, t)))
+            .collect(),
+        limits: live_limits(limits, now),
+        avoid_hosts: &app.settings.avoid_hosts,
+    })
 }
 
 /// The status document of `GET /status` and the `queue` channel (§2.4).
 pub async fn status_document(app: &App) -> Result<Value, StateError> {
-    let processing = processing(app).await?;
-    let mut limits = Map::new();
-    for (host, until) in rate_limited_hosts(app).await? {
-        limits.insert(host, Value::String(isoformat_seconds(&until)));
-    }
-    let mut doc = Map::new();
-    doc.insert("processing".into(), Value::Array(processing));
-    doc.insert(
-        "avoid_hosts".into(),
-        Value::Array(
-            app.settings
-                .avoid_hosts
-                .iter()
-                .map(|h| Value::String(h.clone()))
-                .collect(),
-        ),
-    );
-    doc.insert("rate_limit_hosts".into(), Value::Object(limits));
-    Ok(Value::Object(doc))
+    Ok(status_inputs(app).await?.document())
 }
 
 pub async fn publish<T: serde::Serialize + ?Sized>(
@@ -284,8 +559,128 @@ pub async fn publish<T: serde::Serialize + ?Sized>(
     Ok(())
 }
 
-/// Publish the status document on `queue`.
+/// Coalesces status publications: every caller gets a publication of a
+/// document read *after* its change, but callers that wait while one is
+/// being built share the next one. One caller at a time (the goldens, a
+/// single worker) therefore sees exactly one publication per change, as
+/// upstream; under concurrency the publications (each a full document,
+/// rebuilt from Redis so changes by other runner processes are included)
+/// stop multiplying with the request rate.
+#[derive(Debug, Default)]
+pub struct StatusPublisher {
+    /// Changes announced so far.
+    requested: AtomicU64,
+    /// Changes covered by the last completed publication.
+    published: AtomicU64,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Publish the status document on `queue` (after a change to active runs).
 pub async fn publish_status(app: &App) -> Result<(), StateError> {
-    let doc = status_document(app).await?;
-    publish(app, QUEUE_CHANNEL, &doc).await
+    let p = &app.status;
+    let mine = p.requested.fetch_add(1, Ordering::SeqCst) + 1;
+    let _turn = p.turn.lock().await;
+    if p.published.load(Ordering::SeqCst) >= mine {
+        return Ok(());
+    }
+    // Every change announced up to here is visible in Redis already, so the
+    // document read next covers it.
+    let covers = p.requested.load(Ordering::SeqCst);
+    let text = status_inputs(app).await?.document_text();
+    let mut redis = app.redis.clone();
+    redis.publish::<_, _, ()>(QUEUE_CHANNEL, text).await?;
+    p.published.store(covers, Ordering::SeqCst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Backchannel;
+    use serde_json::json;
+
+    fn t(s: &str) -> NaiveDateTime {
+        parse_naive(s).unwrap()
+    }
+
+    fn run(queue_id: i64, id: &str, command: &str) -> String {
+        let mut vcs = Map::new();
+        vcs.insert("vcs_type".into(), json!("git"));
+        let run = ActiveRun {
+            queue_id,
+            log_id: id.into(),
+            codebase: Some(format!("cb-{queue_id}")),
+            change_set: None,
+            campaign: "lintian-fixes".into(),
+            command: command.into(),
+            estimated_duration: Some(15.0),
+            start_time: t("2020-02-02T10:00:00.25"),
+            worker_name: Some("w1".into()),
+            worker_link: None,
+            vcs_info: vcs,
+            backchannel: Backchannel::Polling {
+                my_url: "http://w1/".into(),
+            },
+            instigated_context: Value::Null,
+            resume_from: None,
+        };
+        crate::pyjson::to_string(&run.to_json(&t("2020-02-02T10:00:01")))
+    }
+
+    fn inputs(runs: Vec<(String, String)>, avoid: &[String]) -> StatusInputs<'_> {
+        StatusInputs {
+            now: t("2020-02-02T11:30:00.5"),
+            timeout_secs: 3600.0,
+            runs,
+            keepalives: [
+                ("a".to_string(), t("2020-02-02T11:00:00")),
+                ("b".to_string(), t("2020-02-02T10:00:00.123456")),
+            ]
+            .into_iter()
+            .collect(),
+            limits: vec![("github.com".into(), t("2099-01-01T00:00:00"))],
+            avoid_hosts: avoid,
+        }
+    }
+
+    #[test]
+    fn spliced_status_text_is_the_serialised_document() {
+        let avoid = vec!["salsa.debian.org".to_string()];
+        let runs = vec![
+            ("a".into(), run(1, "a", "lintian-brush")),
+            ("b".into(), run(2, "b", "A=\"x y\" lintian-brush --\u{e9}")),
+            ("c".into(), run(3, "c", "no keepalive")),
+            ("d".into(), "{}".into()),
+            ("e".into(), "[1, 2]".into()),
+            ("f".into(), "not json".into()),
+            ("g".into(), r#"{"id": "a", "mia": true}"#.into()),
+            ("h".into(), r#"{"id": 5}"#.into()),
+            ("i".into(), r#"{"id": "c", "id": "a"}"#.into()),
+            ("j".into(), r#"{"\u0069d": "a"}"#.into()),
+        ];
+        let s = inputs(runs, &avoid);
+        let text = s.document_text();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            s.document(),
+            "{text}"
+        );
+        // Runs as the runner stores them come out byte for byte.
+        let canonical: Vec<_> = s.runs[..4].to_vec();
+        let s = inputs(canonical, &avoid);
+        assert_eq!(s.document_text(), crate::pyjson::to_string(&s.document()));
+        assert_eq!(s.document()["processing"].as_array().unwrap().len(), 4);
+        assert_eq!(s.document()["processing"][1]["mia"], json!(true));
+        assert_eq!(s.document()["processing"][2]["mia"], Value::Null);
+    }
+
+    #[test]
+    fn an_empty_status_has_every_key() {
+        let s = inputs(Vec::new(), &[]);
+        assert_eq!(
+            s.document_text(),
+            r#"{"processing": [], "avoid_hosts": [], "rate_limit_hosts": {"github.com": "2099-01-01T00:00:00"}}"#
+        );
+        assert_eq!(s.document_text(), crate::pyjson::to_string(&s.document()));
+    }
 }

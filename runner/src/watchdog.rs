@@ -411,6 +411,7 @@ mod tests {
             background: crate::background::Background::new(1),
             metrics: crate::metrics::Metrics::new(),
             storage: crate::storage::Storage::default(),
+            status: Default::default(),
         }
     }
 

@@ -34,6 +34,9 @@ pub trait LogManager: Send + Sync {
     ) -> BoxFuture<'a, Result<(), LogError>>;
 }
 
+/// Logs up to this size are compressed inline (see `import_log`).
+const SMALL_LOG: u64 = 64 << 10;
+
 /// `<root>/<codebase>/<run_id>/<name>.gz`.
 pub struct FileSystemLogManager {
     root: PathBuf,
@@ -59,6 +62,11 @@ impl LogManager for FileSystemLogManager {
                 return Err(LogError::InvalidPath);
             }
             let dir = self.root.join(codebase).join(run_id);
+            // A small log is compressed on the async thread: that costs
+            // less than the hand-off to the blocking pool and back.
+            if std::fs::metadata(path).is_ok_and(|m| m.len() <= SMALL_LOG) {
+                return write_gzip(path, &dir, name, mtime);
+            }
             let (src, name) = (path.to_path_buf(), name.to_string());
             tokio::task::spawn_blocking(move || write_gzip(&src, &dir, &name, mtime))
                 .await

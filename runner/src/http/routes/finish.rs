@@ -21,6 +21,9 @@ use tokio::io::AsyncWriteExt;
 /// `result.json` is held in memory; no honest one comes near this.
 const MAX_RESULT_JSON: usize = 16 << 20;
 
+/// Parts up to this size are written to disk in one go (see `read_upload`).
+const SMALL_PART: usize = 64 << 10;
+
 /// POST /active-runs/{run_id}/finish (internal app).
 pub async fn finish(
     State(app): State<AppState>,
@@ -105,13 +108,10 @@ fn no_such_run(run_id: &str) -> ApiError {
 /// The active run, if it is still the run its queue item is assigned to;
 /// otherwise 404, which the worker treats as final (divergence-policy §3).
 async fn current_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiError> {
-    let run = state::get(app, run_id)
+    let (run, holder) = state::get_with_claim(app, run_id)
         .await?
         .ok_or_else(|| no_such_run(run_id))?;
-    let claims = state::assigned_queue_items(app)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    if claims.get(&run.queue_id).map(String::as_str) != Some(run_id) {
+    if holder.as_deref() != Some(run_id) {
         return Err(ApiError::Reason {
             status: StatusCode::NOT_FOUND,
             reason: format!(
@@ -207,14 +207,15 @@ async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError
             crate::pyrepr::repr_str(content_type)
         ))
     })?;
-    let dir =
-        tokio::task::spawn_blocking(|| tempfile::Builder::new().prefix("janitor-run").tempdir())
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(e.into()))?;
+    // One mkdir: cheaper inline than a hand-off to the blocking pool.
+    let dir = tempfile::Builder::new()
+        .prefix("janitor-run")
+        .tempdir()
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
     let mut filenames = Vec::new();
     let mut result_json = None;
+    let mut bytes = 0;
     let read_error = |e: multer::Error| bad_request_text(e.to_string());
     while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
         if field
@@ -242,17 +243,36 @@ async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError
         check_filename(&name)?;
         let path = dir.path().join(&name);
         let io = |e: std::io::Error| ApiError::Internal(e.into());
-        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        // A small part is gathered and written with one inline write;
+        // tokio::fs would hand every call to the blocking pool. A big one
+        // is streamed, so it never has to fit in memory.
+        let mut head = Vec::new();
+        let mut file: Option<tokio::fs::File> = None;
         while let Some(chunk) = field.chunk().await.map_err(read_error)? {
-            file.write_all(&chunk).await.map_err(io)?;
+            bytes += chunk.len() as u64;
+            match &mut file {
+                Some(f) => f.write_all(&chunk).await.map_err(io)?,
+                None if head.len() + chunk.len() <= SMALL_PART => head.extend_from_slice(&chunk),
+                None => {
+                    let mut f = tokio::fs::File::create(&path).await.map_err(io)?;
+                    f.write_all(&head).await.map_err(io)?;
+                    f.write_all(&chunk).await.map_err(io)?;
+                    head = Vec::new();
+                    file = Some(f);
+                }
+            }
         }
-        file.flush().await.map_err(io)?;
+        match file {
+            Some(mut f) => f.flush().await.map_err(io)?,
+            None => std::fs::write(&path, &head).map_err(io)?,
+        }
         filenames.push(name);
     }
     Ok(Upload {
         dir,
         filenames,
         result_json,
+        bytes,
     })
 }
 
