@@ -161,3 +161,40 @@ impl TestRunner {
         Ok(run)
     }
 }
+
+/// Peak resident set size of this process so far (VmHWM), in KiB: the
+/// memory tests compare it before and after a large upload.
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// Writes `size` pseudo-random bytes (incompressible, so no store can cheat
+/// by compressing) in 1 MiB chunks; returns their sha256.
+pub fn write_random_file(path: &std::path::Path, size: usize) -> Vec<u8> {
+    use sha2::Digest;
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut h = sha2::Sha256::new();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for b in chunk.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b.copy_from_slice(&state.to_le_bytes()[..b.len()]);
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).expect("write");
+        h.update(&chunk[..n]);
+        left -= n;
+    }
+    f.flush().expect("flush");
+    h.finalize().to_vec()
+}

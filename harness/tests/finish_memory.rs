@@ -3,51 +3,14 @@
 //! memory, and the artifact is stored intact.
 
 use bytes::Bytes;
-use janitor_harness::testing::TestRunner;
+use janitor_harness::testing::{peak_rss_kib, write_random_file, TestRunner};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const ARTIFACT_SIZE: usize = 200 << 20;
 const MAX_GROWTH_KIB: u64 = 50 << 10;
-
-/// Peak resident set size of this process so far, in KiB.
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
-/// Writes `size` pseudo-random bytes (incompressible, so nothing can cheat
-/// by compressing) in 1 MiB chunks; returns their sha256.
-async fn write_artifact(path: &Path, size: usize) -> String {
-    let mut f = tokio::fs::File::create(path)
-        .await
-        .expect("create artifact");
-    let mut h = Sha256::new();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        for b in chunk.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            b.copy_from_slice(&bytes[..b.len()]);
-        }
-        let n = left.min(chunk.len());
-        f.write_all(&chunk[..n]).await.expect("write artifact");
-        h.update(&chunk[..n]);
-        left -= n;
-    }
-    f.flush().await.expect("flush");
-    hex::encode(h.finalize())
-}
 
 async fn sha256_of(path: &Path) -> (u64, String) {
     let mut f = tokio::fs::File::open(path)
@@ -96,7 +59,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
 
     let deb_name = "debpkg_1.0-1_all.deb";
     let deb_path = tmp.path().join(deb_name);
-    let sha = write_artifact(&deb_path, ARTIFACT_SIZE).await;
+    let sha = hex::encode(write_random_file(&deb_path, ARTIFACT_SIZE));
     let changes = format!(
         "Format: 1.8\nSource: debpkg\nBinary: debpkg\nVersion: 1.0-1\nDistribution: lintian-fixes\n\
          Files:\n 00000000000000000000000000000000 {ARTIFACT_SIZE} devel optional {deb_name}\n"
@@ -136,7 +99,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
         .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
 
     let client = janitor_runner::tls::http_client();
-    let before = vm_hwm_kib();
+    let before = peak_rss_kib();
     let resp = client
         .post(format!(
             "http://{}/active-runs/{run_id}/finish",
@@ -152,7 +115,7 @@ async fn a_200_mib_debian_artifact_is_streamed_to_storage() {
         .expect("finish request");
     let status = resp.status();
     let json: serde_json::Value = resp.json().await.expect("finish answer");
-    let after = vm_hwm_kib();
+    let after = peak_rss_kib();
     assert_eq!(status.as_u16(), 201, "{json}");
     assert_eq!(
         json["artifacts"],

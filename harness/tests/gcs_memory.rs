@@ -3,48 +3,15 @@
 //! file, and the objects arrive intact. Its own test binary, since the peak
 //! is process-wide.
 
+use janitor_harness::testing::{peak_rss_kib, write_random_file};
 use janitor_runner::storage::artifacts::ArtifactManager;
 use janitor_runner::storage::gcs::{client, GcsArtifactManager, GcsLogManager};
 use janitor_runner::storage::logs::LogManager;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Read;
 
 const SIZE: usize = 200 << 20;
 const MAX_GROWTH_KIB: u64 = 50 << 10;
-
-/// Peak resident set size of this process so far, in KiB.
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
-/// Pseudo-random (incompressible) bytes in 1 MiB chunks; their sha256.
-fn write_file(path: &Path, size: usize) -> Vec<u8> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut h = Sha256::new();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        for b in chunk.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b.copy_from_slice(&state.to_le_bytes()[..b.len()]);
-        }
-        let n = left.min(chunk.len());
-        f.write_all(&chunk[..n]).unwrap();
-        h.update(&chunk[..n]);
-        left -= n;
-    }
-    f.flush().unwrap();
-    h.finalize().to_vec()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_uploads_are_streamed_from_disk() {
@@ -53,9 +20,9 @@ async fn large_uploads_are_streamed_from_disk() {
     gcs.create_bucket("mem-logs").await.unwrap();
     let c = client(Some(&gcs.endpoint)).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let digest = write_file(&tmp.path().join("big_1_amd64.deb"), SIZE);
+    let digest = write_random_file(&tmp.path().join("big_1_amd64.deb"), SIZE);
 
-    let before = vm_hwm_kib();
+    let before = peak_rss_kib();
     GcsArtifactManager::new(c.clone(), "mem-artifacts")
         .store_artifacts("r1", tmp.path(), &["big_1_amd64.deb".to_string()])
         .await
@@ -70,7 +37,7 @@ async fn large_uploads_are_streamed_from_disk() {
         )
         .await
         .unwrap();
-    let growth = vm_hwm_kib().saturating_sub(before);
+    let growth = peak_rss_kib().saturating_sub(before);
     eprintln!("peak RSS growth for a 200 MiB artifact + log upload: {growth} KiB");
     assert!(growth < MAX_GROWTH_KIB, "grew by {growth} KiB");
 
