@@ -544,6 +544,9 @@ fn excluded_hosts(app: &App, limits: Vec<(String, chrono::NaiveDateTime)>) -> Ve
     hosts.into_iter().collect()
 }
 
+/// Queue items read per selection query (see [`next_item`]).
+const SELECTION_BATCH: i64 = 8;
+
 /// The whole procedure (§4): returns the assignment; in peek mode the claim
 /// is released before returning.
 pub async fn next_item(
@@ -559,14 +562,21 @@ pub async fn next_item(
         .filter_map(|k| i32::try_from(k).ok())
         .collect();
     let mut conn = app.db.acquire().await?;
+    // Candidates in queue order, fetched a few at a time: concurrent assigns
+    // read the same head of the queue, and one that loses a claim tries the
+    // next candidate instead of querying again. The claim stays the arbiter.
+    let mut candidates = std::collections::VecDeque::new();
     let (item, campaign, mut run) = loop {
-        let filter = db::queue::NextItemFilter {
-            codebase: req.codebase.as_deref(),
-            campaign: req.campaign.as_deref(),
-            exclude_hosts: &exclude_hosts,
-            assigned: &assigned,
-        };
-        let Some(item) = db::queue::next_item(&mut conn, &filter).await? else {
+        if candidates.is_empty() {
+            let filter = db::queue::NextItemFilter {
+                codebase: req.codebase.as_deref(),
+                campaign: req.campaign.as_deref(),
+                exclude_hosts: &exclude_hosts,
+                assigned: &assigned,
+            };
+            candidates.extend(db::queue::next_items(&mut conn, &filter, SELECTION_BATCH).await?);
+        }
+        let Some(item) = candidates.pop_front() else {
             app.metrics.queue_empty.inc();
             return Err(AssignError::QueueEmpty);
         };

@@ -152,13 +152,22 @@ pub struct NextItemFilter<'a> {
     pub assigned: &'a [i32],
 }
 
-/// The first unclaimed queue item in (bucket, priority, id) order, one
-/// indexed query with LIMIT 1. The host test is upstream's: the authority of
-/// the codebase's branch URL (port included), NULL URLs never excluded.
+/// The first unclaimed queue item in (bucket, priority, id) order.
 pub async fn next_item(
     conn: &mut PgConnection,
     filter: &NextItemFilter<'_>,
 ) -> sqlx::Result<Option<NextItem>> {
+    Ok(next_items(conn, filter, 1).await?.into_iter().next())
+}
+
+/// The first `limit` unclaimed queue items in (bucket, priority, id) order,
+/// one indexed query. The host test is upstream's: the authority of the
+/// codebase's branch URL (port included), NULL URLs never excluded.
+pub async fn next_items(
+    conn: &mut PgConnection,
+    filter: &NextItemFilter<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<NextItem>> {
     let mut sql = String::from(
         "SELECT queue.id AS id, queue.command AS command, queue.context AS context, \
          queue.estimated_duration AS estimated_duration, queue.suite::text AS campaign, \
@@ -193,7 +202,10 @@ pub async fn next_item(
         sql.push_str(" WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
-    sql.push_str(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT 1");
+    n += 1;
+    sql.push_str(&format!(
+        " ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ${n}"
+    ));
     let mut q = sqlx::query_as::<_, NextItem>(&sql);
     if !filter.assigned.is_empty() {
         q = q.bind(filter.assigned);
@@ -207,7 +219,7 @@ pub async fn next_item(
     if !filter.exclude_hosts.is_empty() {
         q = q.bind(filter.exclude_hosts);
     }
-    q.fetch_optional(conn).await
+    q.bind(limit).fetch_all(conn).await
 }
 
 /// Is the queue item still there? A claim won after a finish released it
