@@ -61,8 +61,26 @@ pub async fn check(
     ledger: &Ledger,
     pending: &Pending,
 ) -> Outcome {
+    check_with(
+        scenario,
+        target,
+        replay::StorageKind::Filesystem,
+        ledger,
+        pending,
+    )
+    .await
+}
+
+/// [`check`] with the runner storing logs and artifacts in `storage`.
+pub async fn check_with(
+    scenario: &Scenario,
+    target: &TargetSpec,
+    storage: replay::StorageKind,
+    ledger: &Ledger,
+    pending: &Pending,
+) -> Outcome {
     let pending_entry = pending.get(&scenario.name).cloned();
-    let (verdict, error, obs) = match replay::run(scenario, target).await {
+    let (verdict, error, obs) = match replay::run_with(scenario, target, storage).await {
         Ok(obs) => (judge(scenario, &obs.doc, ledger), None, Some(obs)),
         Err(e) => (Verdict::default(), Some(format!("{e:#}")), None),
     };

@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use janitor_harness::check::{check, Outcome};
+use janitor_harness::check::{check_with, Outcome};
 use janitor_harness::ledger::{Ledger, Pending};
+use janitor_harness::replay::StorageKind;
 use janitor_harness::scenario::{collect, Scenario};
 use janitor_harness::target::TargetSpec;
 use janitor_harness::{golden_dir, record, report};
@@ -40,6 +41,10 @@ enum Cmd {
         ledger: Option<PathBuf>,
         #[arg(long)]
         pending: Option<PathBuf>,
+        /// Where the runner stores logs and artifacts: the scenario's
+        /// directories, or fresh buckets of the GCS emulator (`gs://`).
+        #[arg(long, value_enum, default_value = "filesystem")]
+        storage: StorageKind,
     },
     /// Run scenario inputs against a live runner and write goldens.
     Record {
@@ -145,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             settle_ms,
             ledger,
             pending,
+            storage,
         } => {
             let paths = if paths.is_empty() {
                 vec![golden_dir()]
@@ -173,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 scenarios.len(),
                 target.label()
             );
-            let outcomes = replay_all(&scenarios, &target, &ledger, &pending, jobs).await;
+            let outcomes = replay_all(&scenarios, &target, storage, &ledger, &pending, jobs).await;
             let mut global = Vec::new();
             // The ledger is strict across the whole set: an entry that
             // applies nowhere has rotted.
@@ -349,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 async fn replay_all(
     scenarios: &[Scenario],
     target: &TargetSpec,
+    storage: StorageKind,
     ledger: &Ledger,
     pending: &Pending,
     jobs: usize,
@@ -357,7 +364,7 @@ async fn replay_all(
     let total = scenarios.len();
     let mut done = 0;
     let mut outcomes: Vec<Outcome> = futures::stream::iter(scenarios.iter())
-        .map(|s| check(s, target, ledger, pending))
+        .map(|s| check_with(s, target, storage, ledger, pending))
         .buffer_unordered(jobs.max(1))
         .inspect(|o| {
             done += 1;

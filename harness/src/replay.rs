@@ -41,7 +41,7 @@ pub struct Observed {
 }
 
 /// Where the runner stores logs and artifacts during a replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum StorageKind {
     /// The scenario's directories, as recorded.
     #[default]
