@@ -20,12 +20,10 @@
 
 use criterion::{BenchmarkId, Criterion};
 use hdrhistogram::Histogram;
-use janitor_harness::services::TestServices;
+use janitor_harness::testing::TestRunner;
 use janitor_runner::app::App;
 use janitor_runner::assign::{self, Mode, Request};
 use janitor_runner::db::queue::{self, NextItemFilter};
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
 use janitor_runner::state;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use janitor_runner::vcs::{self, BranchOpener};
@@ -74,44 +72,28 @@ fn list_env(name: &str, default: &[u64]) -> Vec<u64> {
 
 /// One runner over one seeded database.
 struct Bed {
-    _services: TestServices,
-    dir: tempfile::TempDir,
-    runner: Runner,
+    t: TestRunner,
     db: sqlx::PgPool,
     http: reqwest::Client,
 }
 
 impl Bed {
     async fn start(items: u64) -> anyhow::Result<Bed> {
-        let services = TestServices::start().await?;
-        janitor_harness::load::seed(&services.db.url, items, CAMPAIGN).await?;
-        let dir = tempfile::tempdir()?;
-        for d in ["vcs/git", "vcs/bzr", "logs", "artifacts", "branches"] {
-            std::fs::create_dir_all(dir.path().join(d))?;
-        }
-        let mut s = Settings::new(&services.db.url, &services.redis.url);
-        s.listen_address = "127.0.0.1".into();
-        s.port = 0;
-        s.public_port = None;
-        s.config_text = CONFIG.into();
-        s.public_vcs_location = Some(dir.path().join("vcs").display().to_string());
-        s.logs_location = Some(dir.path().join("logs").display().to_string());
-        s.artifact_location = Some(dir.path().join("artifacts").display().to_string());
-        s.watchdog = false;
-        let runner = Runner::start(s, janitor_runner::clock::system()).await?;
-        let db = sqlx::PgPool::connect(&services.db.url).await?;
-        sqlx::query("ANALYZE").execute(&db).await?;
-        Ok(Bed {
-            _services: services,
-            dir,
-            runner,
-            db,
-            http: janitor_runner::tls::http_client(),
+        let t = TestRunner::start_with(CONFIG, |s, _| {
+            s.public_port = None;
+            s.db_max_connections = 10;
         })
+        .await?;
+        janitor_harness::load::seed(&t.services.db.url, items, CAMPAIGN).await?;
+        std::fs::create_dir_all(t.dir.path().join("branches"))?;
+        let db = sqlx::PgPool::connect(&t.services.db.url).await?;
+        sqlx::query("ANALYZE").execute(&db).await?;
+        let http = t.http.clone();
+        Ok(Bed { t, db, http })
     }
 
     fn app(&self) -> &Arc<App> {
-        &self.runner.app
+        &self.t.runner.app
     }
 
     /// `n` queue items ahead of every seeded one, each claimed by a fake
@@ -241,7 +223,7 @@ async fn finish_once(bed: &Bed) -> anyhow::Result<Duration> {
     let (ct, body) = janitor_harness::load::finish_body();
     let url = format!(
         "http://{}/active-runs/{}/finish",
-        bed.runner.admin_addr, a.id
+        bed.t.runner.admin_addr, a.id
     );
     let t = Instant::now();
     let resp = bed
@@ -255,7 +237,7 @@ async fn finish_once(bed: &Bed) -> anyhow::Result<Duration> {
     resp.bytes().await?;
     let took = t.elapsed();
     anyhow::ensure!(status.as_u16() == 201, "finish answered {status}");
-    bed.runner.background_idle().await;
+    bed.t.runner.background_idle().await;
     sqlx::query(
         "INSERT INTO queue (id, codebase, suite, command, priority, bucket, estimated_duration, refresh) \
          VALUES ($1, $2, $3, $4, $5, $6::queue_bucket, $7, false)",
@@ -287,7 +269,7 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
         let t = Instant::now();
         let bed = rt.block_on(Bed::start(items)).expect("bench services");
         eprintln!("seeded {items} items in {:.1?}", t.elapsed());
-        let repo = bed.dir.path().join("branches/repo");
+        let repo = bed.t.dir.path().join("branches/repo");
         make_git_repo(&repo);
         let repo_url = format!("file://{}", repo.display());
         for &active in &actives {
@@ -379,7 +361,7 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
             rt.block_on(bed.drop_active(&runs))
                 .expect("drop active runs");
         }
-        rt.block_on(bed.runner.shutdown()).expect("shutdown");
+        rt.block_on(bed.t.runner.shutdown()).expect("shutdown");
     }
 }
 

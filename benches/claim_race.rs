@@ -5,10 +5,8 @@
 //! but it must be followed by a check that X is still queued, or B is handed
 //! a finished item. Exits non-zero if B would be handed X.
 
-use janitor_harness::services::TestServices;
+use janitor_harness::testing::TestRunner;
 use janitor_runner::db::queue::{self, NextItemFilter};
-use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
 use janitor_runner::state;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use serde_json::Value;
@@ -25,22 +23,9 @@ campaign {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let services = TestServices::start().await?;
-    janitor_harness::load::seed(&services.db.url, 1, "lintian-fixes").await?;
-    let dir = tempfile::tempdir()?;
-    for d in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
-        std::fs::create_dir_all(dir.path().join(d))?;
-    }
-    let mut s = Settings::new(&services.db.url, &services.redis.url);
-    s.listen_address = "127.0.0.1".into();
-    s.port = 0;
-    s.public_port = None;
-    s.config_text = CONFIG.into();
-    s.public_vcs_location = Some(dir.path().join("vcs").display().to_string());
-    s.logs_location = Some(dir.path().join("logs").display().to_string());
-    s.artifact_location = Some(dir.path().join("artifacts").display().to_string());
-    s.watchdog = false;
-    let runner = Runner::start(s, janitor_runner::clock::system()).await?;
+    let t = TestRunner::start_with(CONFIG, |s, _| s.public_port = None).await?;
+    janitor_harness::load::seed(&t.services.db.url, 1, "lintian-fixes").await?;
+    let runner = t.runner;
     let app = runner.app.clone();
     let http = janitor_runner::tls::http_client();
     let base = format!("http://{}", runner.admin_addr);

@@ -29,6 +29,16 @@ pub trait ArtifactManager: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ArtifactError>>;
 }
 
+/// Artifact names come from worker-uploaded `.changes` files: no store may
+/// let one (or the run id) name anything outside the run's place.
+pub(crate) fn check_artifact_path(run_id: &str, names: &[String]) -> Result<(), ArtifactError> {
+    if is_plain_name(run_id) && names.iter().all(|n| is_plain_name(n)) {
+        Ok(())
+    } else {
+        Err(ArtifactError::InvalidPath)
+    }
+}
+
 /// Files copied to `<root>/<run_id>/<name>`.
 pub struct LocalArtifactManager {
     root: PathBuf,
@@ -58,9 +68,7 @@ impl ArtifactManager for LocalArtifactManager {
         Box::pin(async move {
             // Names come from worker-uploaded .changes files: never let one
             // read or write outside the two directories.
-            if !is_plain_name(run_id) || !names.iter().all(|n| is_plain_name(n)) {
-                return Err(ArtifactError::InvalidPath);
-            }
+            check_artifact_path(run_id, names)?;
             let dir = self.root.join(run_id);
             let io = |e: std::io::Error| ArtifactError::Io(e.to_string());
             tokio::fs::create_dir_all(&dir).await.map_err(io)?;

@@ -3,7 +3,6 @@
 //! fake-gcs-server speaks too).
 
 use super::artifacts::{ArtifactError, ArtifactManager};
-use super::is_plain_name;
 use super::logs::{LogError, LogManager};
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
@@ -246,9 +245,7 @@ impl LogManager for GcsLogManager {
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
-            if ![codebase, run_id, name].iter().all(|c| is_plain_name(c)) {
-                return Err(LogError::InvalidPath);
-            }
+            super::logs::check_log_path(codebase, run_id, name)?;
             let object = format!("{codebase}/{run_id}/{name}.gz");
             // Compressed into a temporary file so a large log is streamed
             // both ways instead of held in memory.
@@ -317,9 +314,7 @@ impl ArtifactManager for GcsArtifactManager {
         names: &'a [String],
     ) -> BoxFuture<'a, Result<(), ArtifactError>> {
         Box::pin(async move {
-            if !is_plain_name(run_id) || !names.iter().all(|n| is_plain_name(n)) {
-                return Err(ArtifactError::InvalidPath);
-            }
+            super::artifacts::check_artifact_path(run_id, names)?;
             let uploads = names.iter().map(|name| async move {
                 let object = format!("{run_id}/{name}");
                 upload_file(

@@ -37,6 +37,16 @@ pub trait LogManager: Send + Sync {
 /// Logs up to this size are compressed inline (see `import_log`).
 const SMALL_LOG: u64 = 64 << 10;
 
+/// Every log store names its objects after these three: none may hold a
+/// separator or be `.`/`..`.
+pub(crate) fn check_log_path(codebase: &str, run_id: &str, name: &str) -> Result<(), LogError> {
+    if [codebase, run_id, name].iter().all(|c| is_plain_name(c)) {
+        Ok(())
+    } else {
+        Err(LogError::InvalidPath)
+    }
+}
+
 /// `<root>/<codebase>/<run_id>/<name>.gz`.
 pub struct FileSystemLogManager {
     root: PathBuf,
@@ -58,9 +68,7 @@ impl LogManager for FileSystemLogManager {
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
-            if ![codebase, run_id, name].iter().all(|c| is_plain_name(c)) {
-                return Err(LogError::InvalidPath);
-            }
+            check_log_path(codebase, run_id, name)?;
             let dir = self.root.join(codebase).join(run_id);
             // A small log is compressed on the async thread: that costs
             // less than the hand-off to the blocking pool and back.
