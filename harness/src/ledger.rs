@@ -29,8 +29,24 @@ pub struct Divergence {
     pub body_has: Vec<String>,
     /// Conditions on the request JSON body (path relative to the body). For
     /// a multipart request the body is the JSON of its `result.json` part.
+    /// A path starting with `request.` reads the whole recorded request
+    /// instead (`request.headers.Authorization`, `request.multipart[1].filename`).
     #[serde(default)]
     pub request_when: Vec<Check>,
+    /// The entry does not apply when any of these holds (same paths as
+    /// `request_when`): how an entry excludes a neighbouring cause.
+    #[serde(default)]
+    pub request_unless: Vec<Check>,
+    /// Who makes the request, relative to the scenario: `unregistered` (the
+    /// worker named by the request, or by the assign that created the run,
+    /// is inserted by no seed statement), `not-the-runs` (the Basic login of
+    /// a finish is not the login that was assigned the run).
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// The entry applies only if an earlier step of the scenario sent the
+    /// same method and path and was answered with this status (a retry).
+    #[serde(default)]
+    pub retry_of: Option<u16>,
     /// The status the golden recorded.
     pub golden_status: u16,
     /// Further conditions on the golden response.
@@ -57,9 +73,33 @@ pub struct Check {
     pub path: String,
     #[serde(default)]
     pub equals: Option<toml::Value>,
-    /// `null`, `string`, `number`, `bool`, `array`, `object`, `present`, `absent`.
+    /// `null`, `string`, `number`, `bool`, `array`, `object`, `present`,
+    /// `absent`, `empty` (an empty list, object or string), or `has-nul` (a
+    /// NUL character in any string inside, Basic credentials decoded).
     #[serde(default)]
     pub is: Option<String>,
+    /// A regular expression the value (a string) must match.
+    #[serde(default)]
+    pub matches: Option<String>,
+}
+
+/// Does `v` carry a NUL character anywhere? A `Basic …` value is decoded
+/// first, since credentials travel base64-encoded.
+fn has_nul(v: &Value) -> bool {
+    use base64::Engine;
+    match v {
+        Value::String(s) => {
+            s.contains('\0')
+                || s.strip_prefix("Basic ").is_some_and(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .is_ok_and(|raw| raw.contains(&0))
+                })
+        }
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, x)| k.contains('\0') || has_nul(x)),
+        _ => false,
+    }
 }
 
 impl Check {
@@ -76,6 +116,22 @@ impl Check {
                 ("bool", Some(v)) => v.is_boolean(),
                 ("array", Some(v)) => v.is_array(),
                 ("object", Some(v)) => v.is_object(),
+                ("empty", Some(v)) => match v {
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(m) => m.is_empty(),
+                    Value::String(s) => s.is_empty(),
+                    _ => false,
+                },
+                ("has-nul", Some(v)) => has_nul(v),
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.matches {
+            let ok = match (found, regex::Regex::new(pattern)) {
+                (Some(Value::String(s)), Ok(re)) => re.is_match(s),
                 _ => false,
             };
             if !ok {
@@ -92,12 +148,17 @@ impl Check {
 
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.is, &self.equals) {
-            (Some(k), Some(e)) => write!(f, "{} is {k} and equals {e}", self.path),
-            (Some(k), None) => write!(f, "{} is {k}", self.path),
-            (None, Some(e)) => write!(f, "{} equals {e}", self.path),
-            (None, None) => write!(f, "{}", self.path),
+        write!(f, "{}", self.path)?;
+        if let Some(k) = &self.is {
+            write!(f, " is {k}")?;
         }
+        if let Some(e) = &self.equals {
+            write!(f, " equals {e}")?;
+        }
+        if let Some(m) = &self.matches {
+            write!(f, " matches /{m}/")?;
+        }
+        Ok(())
     }
 }
 
@@ -183,7 +244,8 @@ impl Divergence {
             return false;
         };
         let app = if s.is_public() { "public" } else { "admin" };
-        if !s.method().eq_ignore_ascii_case(&self.method) || !route_matches(&self.route, s.path()) {
+        let method_ok = self.method == "*" || s.method().eq_ignore_ascii_case(&self.method);
+        if !method_ok || !(self.route == "*" || route_matches(&self.route, s.path())) {
             return false;
         }
         if self.app.as_deref().is_some_and(|a| a != app) {
@@ -198,9 +260,55 @@ impl Divergence {
             Some(Value::String(x)) => !x.is_empty(),
             Some(_) => true,
         };
+        let holds = |c: &Check| match c.path.strip_prefix("request") {
+            Some(rest) if rest.is_empty() || rest.starts_with('.') => {
+                let mut c = c.clone();
+                c.path = rest.trim_start_matches('.').to_string();
+                c.holds(&s.request)
+            }
+            _ => c.holds(body),
+        };
         self.body_has.iter().all(has)
-            && self.request_when.iter().all(|c| c.holds(body))
+            && self.request_when.iter().all(holds)
+            && !self.request_unless.iter().any(holds)
             && self.when.iter().all(|c| c.holds(resp))
+            && self.worker_condition_holds(scenario, step)
+            && self.retry_of.is_none_or(|status| {
+                scenario.steps[..step].iter().any(|e| {
+                    e.method() == s.method()
+                        && e.path() == s.path()
+                        && e.response.as_ref().and_then(|r| r["status"].as_u64())
+                            == Some(u64::from(status))
+                })
+            })
+    }
+
+    fn worker_condition_holds(&self, scenario: &Scenario, step: usize) -> bool {
+        match self.worker.as_deref() {
+            None => true,
+            Some("unregistered") => {
+                worker_of(scenario, step).is_some_and(|w| !seeds_worker(scenario, &w))
+            }
+            Some("not-the-runs") => {
+                let login = basic_login(&scenario.steps[step].request);
+                let assigned = assigning_step(scenario, step)
+                    .and_then(|i| basic_login(&scenario.steps[i].request));
+                login.is_some() && assigned.is_some() && login != assigned
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Steps this entry names as changed by its fix (`steps[N].response…`).
+    fn later_steps(&self) -> Vec<usize> {
+        self.differs
+            .iter()
+            .filter_map(|d| d.strip_prefix("steps["))
+            .filter_map(|rest| {
+                let (n, tail) = rest.split_once(']')?;
+                tail.starts_with(".response").then(|| n.parse().ok())?
+            })
+            .collect()
     }
 
     fn step_paths(&self, step: usize) -> Vec<String> {
@@ -218,6 +326,59 @@ impl Divergence {
             .map(String::as_str)
             .collect()
     }
+}
+
+/// The Basic login of a request, if it carries one.
+fn basic_login(request: &Value) -> Option<String> {
+    use base64::Engine;
+    let header = request["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(header.strip_prefix("Basic ")?.trim())
+        .ok()?;
+    let text: String = raw.iter().map(|&b| b as char).collect();
+    Some(text.split_once(':')?.0.to_string())
+}
+
+/// The earlier step whose answer created the run this step's path names.
+fn assigning_step(scenario: &Scenario, step: usize) -> Option<usize> {
+    let path = scenario.steps[step].path();
+    (0..step).rev().find(|&i| {
+        scenario.steps[i].response.as_ref().is_some_and(|r| {
+            r["json"]["id"]
+                .as_str()
+                .is_some_and(|id| path.split('/').any(|seg| seg == id))
+        })
+    })
+}
+
+/// The worker a step acts for: an assign's `worker` field or login, or for
+/// a request about a run, the worker of the assign that created it.
+fn worker_of(scenario: &Scenario, step: usize) -> Option<String> {
+    let own = |i: usize| {
+        let r = &scenario.steps[i].request;
+        r["json"]["worker"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| basic_login(r))
+    };
+    match assigning_step(scenario, step) {
+        Some(i) => own(i),
+        None => own(step),
+    }
+}
+
+/// Does a seed statement insert worker `name`?
+fn seeds_worker(scenario: &Scenario, name: &str) -> bool {
+    let quoted = format!("'{}'", name.replace('\'', "''"));
+    scenario
+        .seed_sql
+        .iter()
+        .any(|sql| sql.contains("INTO worker") && sql.contains(&quoted))
 }
 
 pub fn under(path: &str, prefix: &str) -> bool {
@@ -317,15 +478,17 @@ impl Ledger {
                 doc_used[*e] = true;
                 owner = Some(self.divergence[*e].id.clone());
             }
+            // The first covering entry owns the difference; every entry
+            // covering it at its own step counts as still differing there.
             for (k, (e, i)) in applying.iter().enumerate() {
-                if owner.is_some() {
-                    break;
-                }
                 let entry = &self.divergence[*e];
                 if entry.step_paths(*i).iter().any(|p| under(&diff.path, p)) {
                     used[k] = true;
-                    owner = Some(entry.id.clone());
-                    break;
+                    owner.get_or_insert_with(|| entry.id.clone());
+                    continue;
+                }
+                if owner.is_some() {
+                    continue;
                 }
                 if entry.document_paths().iter().any(|p| under(&diff.path, p)) {
                     doc_used[*e] = true;
@@ -338,8 +501,21 @@ impl Ledger {
                 None => verdict.unexplained.push(diff),
             }
         }
+        // A fix that changes later steps names them (`steps[N].response…`):
+        // those steps answer differently as a whole, so the promises other
+        // entries make about them are not checked.
+        // An entry whose whole response differs claims its own step too.
+        let claims = |e: usize, i: usize| {
+            let entry = &self.divergence[e];
+            let own = entry.differs.iter().any(|d| d == "response").then_some(i);
+            entry.later_steps().into_iter().chain(own)
+        };
+        let claimed: BTreeSet<usize> = applying.iter().flat_map(|&(e, i)| claims(e, i)).collect();
         for (k, (e, i)) in applying.iter().enumerate() {
             let entry = &self.divergence[*e];
+            if claimed.contains(i) && !claims(*e, *i).any(|c| c == *i) {
+                continue;
+            }
             let has_step_paths = !entry.step_paths(*i).is_empty();
             if has_step_paths && !used[k] {
                 verdict.ledger_errors.push(format!(

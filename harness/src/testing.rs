@@ -198,3 +198,66 @@ pub fn write_random_file(path: &std::path::Path, size: usize) -> Vec<u8> {
     f.flush().expect("flush");
     h.finalize().to_vec()
 }
+
+/// A finish upload as the worker sends it: `result.json` first, then one
+/// part per file. Returns the content type and the body.
+pub fn finish_body(result: &serde_json::Value, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let b = "janitor-test-boundary-7d1f";
+    let mut body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"result.json\"\r\n\
+         Content-Type: application/json\r\n\r\n{result}\r\n"
+    )
+    .into_bytes();
+    for (name, data) in files {
+        body.extend_from_slice(
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// Every message published on `channel` from now on, collected in the
+/// background (the test reads them with [`Messages::taken`]).
+pub struct Messages {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Messages {
+    pub async fn subscribe(redis_url: &str, channel: &str) -> anyhow::Result<Messages> {
+        use futures::StreamExt;
+        let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                let text: String = msg.get_payload().unwrap_or_default();
+                log.lock().unwrap().push(text);
+            }
+        });
+        Ok(Messages { seen, task })
+    }
+
+    /// The messages so far, after a short pause for any still in flight
+    /// (a PUBLISH reaches subscribers before the publisher's reply, so
+    /// this only covers the subscriber task's own scheduling).
+    pub async fn taken(&self) -> Vec<String> {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Messages {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

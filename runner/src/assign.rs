@@ -96,6 +96,7 @@ pub fn parse_backchannel(v: Option<&Value>) -> Result<Backchannel, String> {
 /// yarl's rendering of a URL: scheme and host lower-cased, the rest kept.
 fn normalise_url(url: &str) -> Result<String, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("invalid backchannel url: {e}"))?;
+    crate::backchannel::check_scheme(&parsed)?;
     let Some(idx) = url.find("://") else {
         return Ok(url.to_string());
     };
@@ -517,7 +518,7 @@ async fn abort(
     let now = app.clock.now_naive();
     let mut result = JanitorResult::aborted(run, code, Some(description.to_string()), None, now);
     match crate::finish::finish_run(app, run, &mut result).await {
-        Ok(()) | Err(FinishError::RunExists(_)) => Ok(()),
+        Ok(()) | Err(FinishError::RunExists(_) | FinishError::Busy(_)) => Ok(()),
         Err(e) => Err(anyhow::anyhow!(e)),
     }
 }
@@ -548,25 +549,63 @@ fn excluded_hosts(app: &App, limits: Vec<(String, chrono::NaiveDateTime)>) -> Ve
 const SELECTION_BATCH: i64 = 8;
 
 /// The whole procedure (§4): returns the assignment; in peek mode the claim
-/// is released before returning.
+/// is released before returning. An assign that fails after its claim
+/// releases the claim before it answers, so the item is not blocked until
+/// the watchdog gives up on a run nobody has.
 pub async fn next_item(
     app: &Arc<App>,
     opener: &dyn BranchOpener,
     mode: Mode,
     req: &Request,
 ) -> Result<Assignment, AssignError> {
+    let mut conn = app.db.acquire().await?;
+    let (item, campaign, run) = claim_next(app, req, &mut conn).await?;
+    let claimed = run.clone();
+    match build_assignment(app, opener, mode, conn, item, campaign, run).await {
+        Err(AssignError::Internal(e)) => {
+            release_failed_claim(app, &claimed).await;
+            Err(AssignError::Internal(e))
+        }
+        other => other,
+    }
+}
+
+/// Best effort: the request is failing already, so a failure here is
+/// logged and the watchdog remains the last resort.
+async fn release_failed_claim(app: &App, run: &ActiveRun) {
+    match state::unclaim_run(app, run).await {
+        Ok(true) => {
+            tracing::warn!(run_id = %run.log_id, queue_id = run.queue_id, "assignment failed after its claim; claim released");
+            if let Err(e) = state::publish_status(app).await {
+                tracing::warn!(error = %e, "publishing the status after a released claim failed");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(run_id = %run.log_id, error = %e, "releasing the claim of a failed assignment failed")
+        }
+    }
+}
+
+/// Select queue items in order and claim the first one that can be
+/// assigned (§4.1–§4.2): items of unknown campaigns or without a VCS URL
+/// are aborted on the way.
+async fn claim_next<'a>(
+    app: &'a Arc<App>,
+    req: &Request,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+) -> Result<(db::queue::NextItem, &'a crate::config::Campaign, ActiveRun), AssignError> {
     let (claimed, limits) = state::selection_inputs(app).await?;
     let exclude_hosts = excluded_hosts(app, limits);
     let mut assigned: Vec<i32> = claimed
         .into_iter()
         .filter_map(|k| i32::try_from(k).ok())
         .collect();
-    let mut conn = app.db.acquire().await?;
     // Candidates in queue order, fetched a few at a time: concurrent assigns
     // read the same head of the queue, and one that loses a claim tries the
     // next candidate instead of querying again. The claim stays the arbiter.
     let mut candidates = std::collections::VecDeque::new();
-    let (item, campaign, mut run) = loop {
+    loop {
         if candidates.is_empty() {
             let filter = db::queue::NextItemFilter {
                 codebase: req.codebase.as_deref(),
@@ -574,7 +613,7 @@ pub async fn next_item(
                 exclude_hosts: &exclude_hosts,
                 assigned: &assigned,
             };
-            candidates.extend(db::queue::next_items(&mut conn, &filter, SELECTION_BATCH).await?);
+            candidates.extend(db::queue::next_items(conn, &filter, SELECTION_BATCH).await?);
         }
         let Some(item) = candidates.pop_front() else {
             app.metrics.queue_empty.inc();
@@ -611,7 +650,7 @@ pub async fn next_item(
         // The item may have been finished (deleted, then released) between
         // our SELECT and our claim: then the claim is stale. One indexed
         // lookup closes the double hand-out upstream suffers from.
-        if !db::queue::exists(&mut conn, &item).await? {
+        if !db::queue::exists(conn, &item).await? {
             state::withdraw(app, &run).await?;
             assigned.push(item.id);
             continue;
@@ -627,9 +666,21 @@ pub async fn next_item(
             abort(app, &run, "not-in-vcs", "No VCS URL known for codebase.").await?;
             continue;
         }
-        break (item, campaign, run);
-    };
+        return Ok((item, campaign, run));
+    }
+}
 
+/// Open the branch, find a resume, build the config (§4.3–§4.6) for the
+/// claimed item.
+async fn build_assignment(
+    app: &Arc<App>,
+    opener: &dyn BranchOpener,
+    mode: Mode,
+    mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    item: db::queue::NextItem,
+    campaign: &crate::config::Campaign,
+    mut run: ActiveRun,
+) -> Result<Assignment, AssignError> {
     let builder = builder_for(app, campaign)?;
     let db_vcs_type = run
         .vcs_info
@@ -876,6 +927,11 @@ mod tests {
             Backchannel::None
         );
         assert!(parse_backchannel(Some(&json!({"url": "http://w/"}))).is_err());
+        // Only http(s) backchannels are ever contacted (divergence-policy §3).
+        for bad in ["file:///etc/", "ftp://w/", "gopher://127.0.0.1:1/"] {
+            let err = parse_backchannel(Some(&json!({"kind": "http", "url": bad}))).unwrap_err();
+            assert!(err.contains("http or https"), "{bad}: {err}");
+        }
         assert!(parse_backchannel(Some(&json!({"kind": "http"}))).is_err());
         assert!(parse_backchannel(Some(&json!("http://w/"))).is_err());
     }

@@ -34,6 +34,11 @@ pub fn parse_basic(header: &str) -> Result<(String, String), AuthError> {
     // latin-1: every byte is the code point of the same value.
     let text: String = raw.iter().map(|&b| b as char).collect();
     let (login, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
+    // PostgreSQL text cannot hold NUL: no stored login or password has one
+    // (a 500 upstream, a 401 here: divergence-policy §2).
+    if text.contains('\0') {
+        return Err(AuthError::Malformed);
+    }
     Ok((login.to_string(), password.to_string()))
 }
 
@@ -67,6 +72,15 @@ pub async fn check_worker(db: &PgPool, header: Option<&str>) -> Result<String, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_with_nul_are_refused_before_the_database() {
+        // "worker-1:s3cret\0"
+        assert!(matches!(
+            parse_basic("Basic d29ya2VyLTE6czNjcmV0AA=="),
+            Err(AuthError::Malformed)
+        ));
+    }
 
     #[test]
     fn basic_header_parsing() {

@@ -3,6 +3,12 @@
 //!
 //! HTTP goes through `reqwest` with rustls (ring provider, platform
 //! certificate verifier), so `https://` workers and Jenkins are reachable.
+//!
+//! A backchannel URL comes from the worker, so every request is treated as
+//! hostile (divergence-policy §3): redirects are never followed (a redirect
+//! to the admin port would read it back), only http/https URLs are used,
+//! and bodies are read up to a bound; a live log is streamed, never
+//! buffered whole.
 
 use crate::types::Backchannel;
 use bytes::Bytes;
@@ -15,6 +21,13 @@ use std::time::Duration;
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// aiohttp's default total timeout, used upstream for every other call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connecting is quick or it fails: a peer that never answers SYN must not
+/// hold a request (or the watchdog) for the whole timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A run id as the worker answers it (a JSON string of a UUID) is ~40 bytes.
+pub const MAX_LOG_ID_BODY: usize = 4 << 10;
+/// Log listings and Jenkins job documents: a few KiB in practice.
+pub const MAX_JSON_BODY: usize = 1 << 20;
 
 /// The one file a Jenkins backchannel serves.
 pub const JENKINS_LOG: &str = "worker.log";
@@ -27,6 +40,10 @@ pub enum BackchannelError {
     /// The worker has no such log file.
     #[error("No such log file: {0}")]
     NotFound(String),
+    /// The worker answered 404/405 for a route it would need (the real
+    /// worker serves neither `/kill` nor, by default, `/logs`).
+    #[error("{0}")]
+    Lacks(String),
     /// The peer could not be reached or answered with an error status; a
     /// later attempt may succeed (for a ping: `PingTimeout`/`PingFailure`).
     #[error("{0}")]
@@ -42,7 +59,63 @@ pub enum BackchannelError {
 
 fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
-    CLIENT.get_or_init(crate::tls::http_client)
+    CLIENT.get_or_init(|| {
+        crate::tls::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .expect("building the backchannel HTTP client")
+    })
+}
+
+/// Only http and https backchannels are contacted (a 400 at assign
+/// otherwise, divergence-policy §3).
+pub fn check_scheme(url: &url::Url) -> Result<(), String> {
+    match url.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(format!(
+            "backchannel url must be http or https, not {other}"
+        )),
+    }
+}
+
+/// `url` with any `user:password@` removed from its authority, the rest of
+/// the text kept as it is.
+pub fn without_userinfo(url: &str) -> String {
+    let Some(idx) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[idx + 3..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..idx + 3], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// The body of `resp`, refused once it grows past `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("answer larger than {limit} bytes"));
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(describe)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(format!("answer larger than {limit} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The run id in a `/log-id` answer: the real worker sends it as a JSON
+/// string (worker README item 5); a bare id is accepted too, as upstream.
+pub fn parse_log_id(body: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    if let Ok(Value::String(id)) = serde_json::from_str::<Value>(text) {
+        return Ok(id);
+    }
+    Ok(text.to_string())
 }
 
 /// `my_url / seg / seg…` as yarl builds it: segments appended after the
@@ -51,6 +124,8 @@ pub fn join(base: &str, segments: &[&str]) -> Result<url::Url, BackchannelError>
     let mut url = url::Url::parse(base).map_err(|e| {
         BackchannelError::Unreachable(format!("invalid backchannel URL {base}: {e}"))
     })?;
+    // Runs stored before assign checked the scheme may still carry another.
+    check_scheme(&url).map_err(BackchannelError::Unreachable)?;
     url.set_query(None);
     url.set_fragment(None);
     {
@@ -111,6 +186,12 @@ pub async fn list_log_files(bc: &Backchannel) -> Result<Value, BackchannelError>
                 .await
                 .map_err(BackchannelError::Unreachable)?;
             let status = resp.status();
+            if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+                return Err(BackchannelError::Lacks(format!(
+                    "the worker at {my_url} serves no log listing ({})",
+                    status.as_u16()
+                )));
+            }
             if !status.is_success() {
                 return Err(BackchannelError::Unreachable(status_error(status, &url)));
             }
@@ -121,10 +202,9 @@ pub async fn list_log_files(bc: &Backchannel) -> Result<Value, BackchannelError>
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let body = resp
-                .bytes()
+            let body = read_limited(resp, MAX_JSON_BODY)
                 .await
-                .map_err(|e| BackchannelError::Unreachable(describe(e)))?;
+                .map_err(BackchannelError::Unreachable)?;
             if !is_json_content_type(&ctype) {
                 return Err(BackchannelError::Invalid(format!(
                     "unexpected content type {ctype:?} from {url}"
@@ -146,8 +226,12 @@ fn is_json_content_type(ctype: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Fetch one log file (`get_log_file`): its bytes, unmodified.
-pub async fn get_log_file(bc: &Backchannel, name: &str) -> Result<Bytes, BackchannelError> {
+/// Fetch one log file (`get_log_file`): the peer's answer, whose body is
+/// the log's bytes, unmodified, for the caller to stream on.
+pub async fn get_log_file(
+    bc: &Backchannel,
+    name: &str,
+) -> Result<reqwest::Response, BackchannelError> {
     let url = match bc {
         Backchannel::None => return Err(BackchannelError::NotSupported),
         Backchannel::Jenkins { my_url } => {
@@ -175,9 +259,7 @@ pub async fn get_log_file(bc: &Backchannel, name: &str) -> Result<Bytes, Backcha
     if !status.is_success() {
         return Err(BackchannelError::Unreachable(status_error(status, &url)));
     }
-    resp.bytes()
-        .await
-        .map_err(|e| BackchannelError::Unreachable(describe(e)))
+    Ok(resp)
 }
 
 /// Ask the worker to stop the run (`kill`).
@@ -190,6 +272,13 @@ pub async fn kill(bc: &Backchannel) -> Result<(), BackchannelError> {
                 .await
                 .map_err(BackchannelError::Unreachable)?;
             let status = resp.status();
+            // The real worker has no kill route (worker README).
+            if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+                return Err(BackchannelError::Lacks(format!(
+                    "the worker at {my_url} has no kill route ({})",
+                    status.as_u16()
+                )));
+            }
             if !status.is_success() {
                 return Err(BackchannelError::Unreachable(status_error(status, &url)));
             }
@@ -215,9 +304,9 @@ pub async fn ping(bc: &Backchannel, expected_log_id: &str) -> Result<(), Backcha
             if !status.is_success() {
                 return Err(failed(status_error(status, &url)));
             }
-            let body = resp.bytes().await.map_err(|e| failed(describe(e)))?;
-            let log_id = String::from_utf8(body.to_vec()).map_err(|e| {
-                BackchannelError::Invalid(format!("log id from {url} is not UTF-8: {e}"))
+            let body = read_limited(resp, MAX_LOG_ID_BODY).await.map_err(failed)?;
+            let log_id = parse_log_id(&body).map_err(|e| {
+                BackchannelError::Invalid(format!("log id from {url} is {e}"))
             })?;
             if log_id != expected_log_id {
                 return Err(BackchannelError::Fatal(format!(
@@ -243,7 +332,7 @@ pub async fn ping(bc: &Backchannel, expected_log_id: &str) -> Result<(), Backcha
             if !status.is_success() {
                 return Err(failed(status_error(status, &url)));
             }
-            let body = resp.bytes().await.map_err(|e| failed(describe(e)))?;
+            let body = read_limited(resp, MAX_JSON_BODY).await.map_err(failed)?;
             let job: Value = serde_json::from_slice(&body)
                 .map_err(|e| BackchannelError::Invalid(format!("invalid JSON from {url}: {e}")))?;
             if job.get("result").and_then(Value::as_str) == Some("FAILURE") {
@@ -289,6 +378,12 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         format!("http://{addr}/")
+    }
+
+    /// A log fetched whole, for comparing.
+    async fn fetch(bc: &Backchannel, name: &str) -> Result<Vec<u8>, BackchannelError> {
+        let resp = get_log_file(bc, name).await?;
+        Ok(resp.bytes().await.unwrap().to_vec())
     }
 
     async fn requests(server: &MockServer) -> Vec<String> {
@@ -376,7 +471,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_bytes(bytes.clone()))
             .mount(&server)
             .await;
-        let got = get_log_file(&polling(&server), "build.log").await.unwrap();
+        let got = fetch(&polling(&server), "build.log").await.unwrap();
         assert_eq!(got.to_vec(), bytes);
     }
 
@@ -393,17 +488,17 @@ mod tests {
             .await;
         let bc = polling(&server);
         assert_eq!(
-            get_log_file(&bc, "missing.log").await,
+            fetch(&bc, "missing.log").await,
             Err(BackchannelError::NotFound("missing.log".into()))
         );
-        let err = get_log_file(&bc, "broken.log").await.unwrap_err();
+        let err = fetch(&bc, "broken.log").await.unwrap_err();
         assert!(
             matches!(&err, BackchannelError::Unreachable(m) if m.contains("502")),
             "{err:?}"
         );
         // Dot segments never reach the worker.
         assert_eq!(
-            get_log_file(&bc, "..").await,
+            fetch(&bc, "..").await,
             Err(BackchannelError::NotFound("..".into()))
         );
         assert_eq!(
@@ -414,10 +509,10 @@ mod tests {
         let dead = Backchannel::Polling {
             my_url: dead_url().await,
         };
-        let err = get_log_file(&dead, "build.log").await.unwrap_err();
+        let err = fetch(&dead, "build.log").await.unwrap_err();
         assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
         assert_eq!(
-            get_log_file(&Backchannel::None, "x").await,
+            fetch(&Backchannel::None, "x").await,
             Err(BackchannelError::NotSupported)
         );
     }
@@ -434,11 +529,12 @@ mod tests {
             .await;
         kill(&polling(&server)).await.unwrap();
 
-        // The real worker has no /kill route (QH-8).
+        // The real worker has no /kill route (QH-8): it lacks it, which is
+        // not a failure to reach it.
         let server = MockServer::start().await;
         let err = kill(&polling(&server)).await.unwrap_err();
         assert!(
-            matches!(&err, BackchannelError::Unreachable(m) if m.contains("404")),
+            matches!(&err, BackchannelError::Lacks(m) if m.contains("no kill route (404)")),
             "{err:?}"
         );
 
@@ -522,11 +618,11 @@ mod tests {
             serde_json::json!(["worker.log"])
         );
         assert_eq!(
-            get_log_file(&bc, "worker.log").await.unwrap().to_vec(),
+            fetch(&bc, "worker.log").await.unwrap().to_vec(),
             b"console\n"
         );
         assert_eq!(
-            get_log_file(&bc, "build.log").await,
+            fetch(&bc, "build.log").await,
             Err(BackchannelError::NotFound("build.log".into()))
         );
         // Listing needs no request; build.log was refused locally.
@@ -543,7 +639,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
-        let err = get_log_file(&jenkins(&server), "worker.log")
+        let err = fetch(&jenkins(&server), "worker.log")
             .await
             .unwrap_err();
         assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
@@ -643,4 +739,111 @@ mod tests {
         assert_eq!((hello[0], hello[1], hello[5]), (0x16, 0x03, 0x01));
         assert!(hello.windows(9).any(|w| w == b"localhost"), "no SNI");
     }
+
+    #[tokio::test]
+    async fn ping_accepts_the_workers_json_string_and_a_bare_id() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/log-id"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw("\"run-1\"", "application/json"),
+            )
+            .mount(&server)
+            .await;
+        let bc = polling(&server);
+        ping(&bc, "run-1").await.unwrap();
+        assert_eq!(
+            ping(&bc, "run-2").await,
+            Err(BackchannelError::Fatal(
+                "Worker started processing new run run-1 rather than run-2".into()
+            ))
+        );
+        assert_eq!(parse_log_id(b"run-3").unwrap(), "run-3");
+        assert_eq!(parse_log_id(b"\"run-3\"").unwrap(), "run-3");
+        // Another JSON kind is compared as text, as a bare id would be.
+        assert_eq!(parse_log_id(b"[1]").unwrap(), "[1]");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_never_followed() {
+        let target = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw("[\"secret\"]", "application/json"))
+            .mount(&target)
+            .await;
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/active-runs", target.uri())),
+            )
+            .mount(&server)
+            .await;
+        let bc = polling(&server);
+        assert!(matches!(
+            list_log_files(&bc).await,
+            Err(BackchannelError::Unreachable(m)) if m.contains("302")
+        ));
+        assert!(matches!(
+            fetch(&bc, "build.log").await,
+            Err(BackchannelError::Unreachable(m)) if m.contains("302")
+        ));
+        assert!(matches!(
+            ping(&bc, "run-1").await,
+            Err(BackchannelError::Unreachable(_))
+        ));
+        assert!(requests(&target).await.is_empty(), "the redirect was followed");
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_bound_are_refused() {
+        let server = MockServer::start().await;
+        Mock::given(path("/log-id"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(MAX_LOG_ID_BODY + 1)))
+            .mount(&server)
+            .await;
+        Mock::given(path("/logs"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                format!("[\"{}\"]", "a".repeat(MAX_JSON_BODY)),
+                "application/json",
+            ))
+            .mount(&server)
+            .await;
+        let bc = polling(&server);
+        assert!(matches!(
+            ping(&bc, "run-1").await,
+            Err(BackchannelError::Unreachable(m)) if m.contains("larger than")
+        ));
+        assert!(matches!(
+            list_log_files(&bc).await,
+            Err(BackchannelError::Unreachable(m)) if m.contains("larger than")
+        ));
+    }
+
+    #[test]
+    fn userinfo_is_removed_and_nothing_else() {
+        assert_eq!(
+            without_userinfo("http://u:p@127.0.0.1:58123/x?q=a@b"),
+            "http://127.0.0.1:58123/x?q=a@b"
+        );
+        assert_eq!(without_userinfo("https://h/p@q"), "https://h/p@q");
+        assert_eq!(without_userinfo("http://a@b@h:1"), "http://h:1");
+        assert_eq!(without_userinfo("opaque"), "opaque");
+    }
+
+    #[tokio::test]
+    async fn only_http_and_https_are_contacted() {
+        for bad in ["file:///etc/", "gopher://127.0.0.1:70/", "unix:/run/x"] {
+            let bc = Backchannel::Polling {
+                my_url: bad.into(),
+            };
+            assert!(matches!(
+                list_log_files(&bc).await,
+                Err(BackchannelError::Unreachable(m)) if m.contains("http or https")
+            ), "{bad}");
+            assert!(check_scheme(&url::Url::parse(bad).unwrap()).is_err());
+        }
+        assert!(check_scheme(&url::Url::parse("https://w/").unwrap()).is_ok());
+    }
+
 }

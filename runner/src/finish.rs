@@ -43,6 +43,9 @@ pub enum FinishError {
     /// The run row exists already (a second finish of the same run).
     #[error("{0}")]
     RunExists(String),
+    /// Another finish (or abort) of the run holds its finish lock.
+    #[error("run {0} is being finished by another request")]
+    Busy(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -60,7 +63,50 @@ pub struct Finished {
     pub logs: Vec<String>,
     /// `None` without a build target or after a failed upload.
     pub artifacts: Option<Vec<String>>,
-    pub result: JanitorResult,
+    /// `JanitorResult.json()`: as stored now, or as stored by an earlier
+    /// attempt when this finish is a retry.
+    pub result: serde_json::Value,
+}
+
+/// How long a finish waits for a concurrent finish of the same run (the
+/// worker's own retry racing its first attempt) before answering 409.
+const FINISH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The answer to a finish of a run that is stored already (the worker's
+/// retry after a lost 201, divergence-policy §3): the stored result, after
+/// completing the release in Redis if the first attempt could not (the
+/// `result` message is then published, once). `run` is the still-active
+/// run when there is one.
+pub async fn answer_stored(
+    app: &Arc<App>,
+    run: Option<&ActiveRun>,
+    stored: db::runs::StoredRun,
+    filenames: Vec<String>,
+) -> Result<Finished, FinishError> {
+    if let Some(run) = run {
+        let text = crate::pyjson::to_string(&stored.result);
+        if state::release_finished(app, run, &text)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            tracing::info!(run_id = %run.log_id, "retried finish completed the release of a stored run");
+            state::publish_status(app)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+    }
+    Ok(Finished {
+        filenames,
+        logs: stored.logfilenames,
+        artifacts: None,
+        result: stored.result,
+    })
+}
+
+/// The stored run `run_id`, if a finish stored it already.
+pub async fn stored_run(app: &App, run_id: &str) -> Result<Option<db::runs::StoredRun>, FinishError> {
+    let mut conn = app.db.acquire().await?;
+    Ok(db::runs::stored_run(&mut conn, run_id).await?)
 }
 
 /// Python's `is_log_filename` (runner-internals.md §15.1).
@@ -190,7 +236,8 @@ pub fn scan_debian_output(dir: &Path, result: &mut DebianResult) -> Result<(), F
         } else {
             String::from_utf8(std::fs::read(&path).map_err(anyhow::Error::from)?).ok()
         };
-        let Some(text) = text else {
+        // PostgreSQL text cannot hold NUL: such a file is no `.changes` file.
+        let Some(text) = text.filter(|t| !t.contains('\0')) else {
             return Err(InvalidResult(format!("{name} is not a readable .changes file")).into());
         };
         let c = parse_changes(&text);
@@ -267,7 +314,36 @@ pub async fn finish(
     };
     let mut result = JanitorResult::from_worker(run, worker, logs.clone());
 
-    import_logs(app, run, &path, &logs, &result).await?;
+    // Nothing is written to the stores before this finish owns the run: a
+    // concurrent or late second finish leaves no trace (divergence-policy §3).
+    let lock = state::FinishLock::acquire(app, &run.log_id, FINISH_LOCK_WAIT)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
+    let outcome = finish_owned(app, run, dir, filenames, logs, small, &mut result).await;
+    if let Err(e) = lock.release(app).await {
+        tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
+    }
+    outcome
+}
+
+/// The rest of [`finish`], holding the run's finish lock.
+async fn finish_owned(
+    app: &Arc<App>,
+    run: &ActiveRun,
+    dir: tempfile::TempDir,
+    filenames: Vec<String>,
+    logs: Vec<String>,
+    small: bool,
+    result: &mut JanitorResult,
+) -> Result<Finished, FinishError> {
+    // Stored meanwhile by the attempt we waited for, or by one that
+    // crashed between its commit and its release in Redis.
+    if let Some(stored) = stored_run(app, &run.log_id).await? {
+        return answer_stored(app, Some(run), stored, filenames).await;
+    }
+    let path: PathBuf = dir.path().to_path_buf();
+    import_logs(app, run, &path, &logs, result).await?;
 
     let artifacts = match &result.builder_result {
         Some(b) => {
@@ -299,12 +375,12 @@ pub async fn finish(
         let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
     }
 
-    finish_run(app, run, &mut result).await?;
+    store_finished(app, run, result).await?;
     Ok(Finished {
         filenames,
         logs,
         artifacts,
-        result,
+        result: result.to_json(),
     })
 }
 
@@ -347,23 +423,34 @@ async fn import_logs(
     Ok(())
 }
 
-/// Store a finished run (internals §7.1): run row, result branches, build
-/// record, queue row deleted; then publications, unclaim and the
-/// background reschedule. Fills `result.change_set` when the run had none.
+/// Store a finished run (internals §7.1) that no worker uploaded (an abort
+/// by assign or the watchdog), under the run's finish lock: a run being
+/// finished by another request (or runner process) is left to it.
 pub async fn finish_run(
     app: &Arc<App>,
     run: &ActiveRun,
     result: &mut JanitorResult,
 ) -> Result<(), FinishError> {
-    app.metrics
-        .result
-        .with_label_values(&[run.campaign.as_str(), result.code.as_str()])
-        .inc();
-    app.metrics
-        .build_duration
-        .with_label_values(&[run.campaign.as_str()])
-        .observe(result.duration());
+    let lock = state::FinishLock::try_acquire(app, &run.log_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
+    let outcome = store_finished(app, run, result).await;
+    if let Err(e) = lock.release(app).await {
+        tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
+    }
+    outcome
+}
 
+/// Store a finished run (internals §7.1): run row, result branches, build
+/// record, queue row deleted; then publications, unclaim and the
+/// background reschedule. Fills `result.change_set` when the run had none.
+/// The caller holds the run's finish lock.
+async fn store_finished(
+    app: &Arc<App>,
+    run: &ActiveRun,
+    result: &mut JanitorResult,
+) -> Result<(), FinishError> {
     let mut tx = app.db.begin().await?;
     let change_set = match result.change_set.as_deref() {
         Some(cs) if !cs.is_empty() => cs.to_string(),
@@ -435,9 +522,11 @@ pub async fn finish_run(
     if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
         if db::runs::is_run_exists(&e) {
             tx.rollback().await?;
-            state::unclaim_run(app, run)
-                .await
-                .map_err(anyhow::Error::from)?;
+            // Stored by an attempt that could not release it: complete
+            // that release with the stored result.
+            if let Some(stored) = stored_run(app, &result.log_id).await? {
+                answer_stored(app, Some(run), stored, Vec::new()).await?;
+            }
             return Err(FinishError::RunExists(result.log_id.clone()));
         }
         return Err(e.into());
@@ -458,6 +547,24 @@ pub async fn finish_run(
     }
     db::queue::delete_item(&mut tx, run).await?;
     tx.commit().await?;
+    // Counted once the run is stored, so a refused or duplicate attempt
+    // never counts (exact across runner processes).
+    app.metrics
+        .result
+        .with_label_values(&[run.campaign.as_str(), result.code.as_str()])
+        .inc();
+    app.metrics
+        .build_duration
+        .with_label_values(&[run.campaign.as_str()])
+        .observe(result.duration());
+    tracing::info!(
+        run_id = %result.log_id,
+        codebase = %result.codebase,
+        campaign = %run.campaign,
+        code = %result.code,
+        duration = result.duration(),
+        "run finished"
+    );
 
     state::release_finished(app, run, &crate::pyjson::to_string(&result.to_json()))
         .await
@@ -553,6 +660,20 @@ Distribution: lintian-fixes\nDescription:\n debpkg - golden package\nFiles:\n \
         let mut d = DebianResult::default();
         scan_debian_output(empty.path(), &mut d).unwrap();
         assert_eq!(d.changes_filenames, None);
+    }
+
+    #[test]
+    fn changes_files_with_nul_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.changes"),
+            CHANGES.replace("Source: debpkg", "Source: deb\0pkg"),
+        )
+        .unwrap();
+        assert!(matches!(
+            scan_debian_output(dir.path(), &mut DebianResult::default()),
+            Err(FinishError::Invalid(_))
+        ));
     }
 
     #[test]

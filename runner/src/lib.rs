@@ -25,5 +25,6 @@ pub mod storage;
 pub mod tls;
 pub mod types;
 pub mod urlutils;
+pub mod validate;
 pub mod vcs;
 pub mod watchdog;

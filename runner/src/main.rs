@@ -48,6 +48,12 @@ struct Flags {
     gcp_logging: bool,
     #[arg(long)]
     debug: bool,
+    /// Most parts (files) one finish upload may carry; more is a 400.
+    #[arg(long = "max-upload-parts", default_value_t = janitor_runner::settings::DEFAULT_MAX_UPLOAD_PARTS)]
+    max_upload_parts: usize,
+    /// Most bytes of files one finish upload may carry; more is a 400.
+    #[arg(long = "max-upload-bytes", default_value_t = janitor_runner::settings::DEFAULT_MAX_UPLOAD_BYTES)]
+    max_upload_bytes: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,7 +64,9 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Escape codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if flags.gcp_logging {
         // Cloud Logging parses one JSON object per line from stderr.
         subscriber.json().init();
@@ -120,6 +128,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     settings.dep_server_url = flags.public_dep_server_url;
     settings.apt_archive_url = flags.public_apt_archive_location;
     settings.use_cached_only = flags.use_cached_only;
+    settings.max_upload_parts = flags.max_upload_parts;
+    settings.max_upload_bytes = flags.max_upload_bytes;
     let _ = (flags.pre_check, flags.post_check);
 
     let mut runner = Runner::start(settings, clock::system()).await?;

@@ -520,19 +520,37 @@ pub fn spawn_reschedule_after_run(
 ) {
     let background = app.background.clone();
     background.spawn(async move {
-        if let Err(e) = reschedule_after_run(
-            &app,
-            &codebase,
-            &campaign,
-            change_set.as_deref(),
-            context.as_deref(),
-        )
-        .await
-        {
-            tracing::error!(error = ?e, codebase, campaign, "reschedule after run failed");
+        // A database or Redis blip must not drop the reschedule: retried
+        // with back-off until it goes through (or the process stops). Any
+        // other failure would fail again the same way, so it is logged.
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            let outcome = reschedule_after_run(
+                &app,
+                &codebase,
+                &campaign,
+                change_set.as_deref(),
+                context.as_deref(),
+            )
+            .await;
+            let Err(e) = outcome else { return };
+            match crate::app::dependency_unavailable(&e) {
+                Some(reason) => {
+                    tracing::warn!(%reason, codebase, campaign, retry_in = ?delay, "reschedule after run failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RESCHEDULE_MAX_DELAY);
+                }
+                None => {
+                    tracing::error!(error = ?e, codebase, campaign, "reschedule after run failed");
+                    return;
+                }
+            }
         }
     });
 }
+
+/// The longest wait between two attempts of a failed reschedule.
+const RESCHEDULE_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

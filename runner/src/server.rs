@@ -32,14 +32,20 @@ impl Runner {
             .context("reading the janitor configuration")?;
         let db = PgPoolOptions::new()
             .max_connections(settings.db_max_connections)
+            // While PostgreSQL is away a request fails within seconds (503)
+            // instead of queueing for sqlx's default 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&settings.database_url)
             .await
             .with_context(|| "connecting to the database")?;
         let redis_client =
             redis::Client::open(settings.redis_url.as_str()).context("parsing the Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new(redis_client)
-            .await
-            .context("connecting to Redis")?;
+        let redis = redis::aio::ConnectionManager::new_with_config(
+            redis_client,
+            crate::state::connection_config(),
+        )
+        .await
+        .context("connecting to Redis")?;
 
         // Bind before serving so a port clash is an error at start-up.
         let public_listener = match settings.public_port {

@@ -32,7 +32,17 @@ pub struct Settings {
     pub watchdog: bool,
     /// Database pool size.
     pub db_max_connections: u32,
+    /// Most parts one finish upload may carry (`--max-upload-parts`).
+    pub max_upload_parts: usize,
+    /// Most bytes of files one finish upload may carry (`--max-upload-bytes`).
+    pub max_upload_bytes: u64,
 }
+
+/// Default of `--max-upload-parts`: a Debian build uploads a few dozen files.
+pub const DEFAULT_MAX_UPLOAD_PARTS: usize = 1000;
+/// Default of `--max-upload-bytes`: far above any build's output, far below a
+/// full disk.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 16 << 30;
 
 impl Settings {
     pub fn new(database_url: impl Into<String>, redis_url: impl Into<String>) -> Self {
@@ -55,6 +65,8 @@ impl Settings {
             use_cached_only: false,
             watchdog: true,
             db_max_connections: 10,
+            max_upload_parts: DEFAULT_MAX_UPLOAD_PARTS,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }

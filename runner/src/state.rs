@@ -23,6 +23,21 @@ pub const LAST_KEEPALIVE: &str = "last-keepalive";
 pub const RATE_LIMIT_HOSTS: &str = "rate-limit-hosts";
 pub const QUEUE_CHANNEL: &str = "queue";
 
+/// How the Redis connection behaves when Redis goes away: without
+/// timeouts the `redis` crate waits forever on a dead socket, and its
+/// default reconnect back-off gives up after a few attempts, leaving the
+/// manager stalled long after Redis is back. Here each command fails
+/// within seconds (the request answers 503) and every later command tries
+/// a fresh connection, so the runner recovers as soon as Redis answers.
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(1))
+        .set_response_timeout(std::time::Duration::from_secs(2))
+        .set_number_of_retries(1)
+        .set_factor(100)
+        .set_max_delay(500)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("queue item {0} is already claimed")]
@@ -152,11 +167,11 @@ pub async fn unclaim(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun
 static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if ARGV[3] ~= '' then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if raw and raw ~= '' then
+  if ARGV[3] ~= '' then
+    redis.call('PUBLISH', ARGV[3], ARGV[4])
+  end
   redis.call('HDEL', KEYS[1], ARGV[2])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -174,7 +189,8 @@ pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError>
 }
 
 /// After a finished run is stored: PUBLISH its result on `result`, then
-/// [`unclaim_run`], in one round trip.
+/// [`unclaim_run`], in one round trip. Only a release that finds the run
+/// publishes, so a retried finish completing a release publishes once.
 pub async fn release_finished(
     app: &App,
     run: &ActiveRun,
@@ -201,12 +217,92 @@ async fn release(
         .invoke_async(&mut redis)
         .await?;
     let existed = raw.is_some_and(|r| !r.is_empty());
-    let worker = match (existed, run.worker_name.as_deref()) {
-        (true, Some(w)) => w,
-        _ => NONE_LABEL,
-    };
-    app.metrics.active_runs.with_label_values(&[worker]).dec();
+    // Only the release that removed the run counts it out, so the gauge
+    // stays exact when two requests (or runner processes) race to release.
+    if existed {
+        let worker = run.worker_name.as_deref().unwrap_or(NONE_LABEL);
+        app.metrics.active_runs.with_label_values(&[worker]).dec();
+    }
     Ok(existed)
+}
+
+/// Prefix of the per-run finish lock: whoever holds `finishing:<run id>`
+/// owns the run until it is stored (or the lock expires). Not an upstream
+/// key; it exists only while a finish or an abort is storing the run.
+pub const FINISH_LOCK_PREFIX: &str = "finishing:";
+
+/// Long enough for the slowest store (log upload: 5 min timeout), short
+/// enough that a crashed finish frees the run within the worker's 15
+/// minutes of retries.
+const FINISH_LOCK_TTL_MS: u64 = 6 * 60 * 1000;
+
+/// Ownership of one run's finish (divergence-policy §3: a finish writes
+/// files only once it owns the run). Released by [`FinishLock::release`];
+/// a lock never released expires.
+#[derive(Debug)]
+pub struct FinishLock {
+    key: String,
+    token: String,
+}
+
+static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+impl FinishLock {
+    /// Take the lock if nobody holds it.
+    pub async fn try_acquire(app: &App, run_id: &str) -> Result<Option<FinishLock>, StateError> {
+        let lock = FinishLock {
+            key: format!("{FINISH_LOCK_PREFIX}{run_id}"),
+            token: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut redis = app.redis.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&lock.key)
+            .arg(&lock.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(FINISH_LOCK_TTL_MS)
+            .query_async(&mut redis)
+            .await?;
+        Ok(set.map(|_| lock))
+    }
+
+    /// Take the lock, waiting up to `wait` for a holder to let go.
+    pub async fn acquire(
+        app: &App,
+        run_id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<FinishLock>, StateError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(lock) = Self::try_acquire(app, run_id).await? {
+                return Ok(Some(lock));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Let go (only if still ours: an expired lock may have a new holder).
+    pub async fn release(self, app: &App) -> Result<(), StateError> {
+        let mut redis = app.redis.clone();
+        UNLOCK
+            .key(&self.key)
+            .arg(&self.token)
+            .invoke_async::<i32>(&mut redis)
+            .await?;
+        Ok(())
+    }
 }
 
 static RUN_AND_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {

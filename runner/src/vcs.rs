@@ -84,8 +84,10 @@ impl OpenedBranch {
             Some(name) => {
                 let (base, mut params) = crate::urlutils::split_segment_parameters(&self.user_url)
                     .unwrap_or_else(|_| (self.user_url.clone(), Default::default()));
+                // Breezy's `escape`: `/` stays as it is (`,branch=ubuntu/devel`),
+                // as the recordings show upstream writing it.
                 if !name.is_empty() {
-                    params.insert("branch".into(), quote_all(name));
+                    params.insert("branch".into(), crate::urlutils::escape(name));
                 }
                 crate::urlutils::join_segment_parameters(&base, &params).unwrap_or(base)
             }
@@ -333,19 +335,6 @@ impl BranchOpener for DefaultOpener {
     }
 }
 
-/// `urllib.parse.quote(s, safe="")`.
-fn quote_all(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Opens git branches with the git CLI.
 #[derive(Debug, Clone, Default)]
 pub struct GitCliOpener;
@@ -395,7 +384,7 @@ async fn git_tip(url: &str) -> Option<ResumeBranch> {
     }
     Some(ResumeBranch {
         revision: format!("git-v1:{sha}"),
-        url: format!("{user_url},branch={}", quote_all(&name)),
+        url: format!("{user_url},branch={}", crate::urlutils::escape(&name)),
     })
 }
 
@@ -558,37 +547,22 @@ impl VcsManager {
     }
 
     /// The tip of branch `branch` of `codebase` in this store (§4.4), or
-    /// `None` when the store has no such branch. Local git stores are read
-    /// with the git CLI (no Breezy needed); other stores are opened by
-    /// `opener` at the URL of §6.8.
+    /// `None` when the store has no such branch. A git store never gives
+    /// one (divergence-policy §1: upstream's unescaped URL never finds it,
+    /// and the real worker cannot open a `file://` store); bzr stores are
+    /// opened by `opener` at the URL of §6.8.
     pub async fn branch_tip(
         &self,
         codebase: &str,
         branch: &str,
         opener: &dyn BranchOpener,
     ) -> Option<ResumeBranch> {
-        let VcsManager::LocalGit(dir) = self else {
-            return opener.branch_tip(&self.branch_url(codebase, branch)).await;
-        };
-        let repo = dir.join(codebase);
-        if !Path::new(&repo).is_dir() {
-            return None;
+        match self {
+            VcsManager::LocalGit(_) | VcsManager::RemoteGit(_) => None,
+            VcsManager::LocalBzr(_) | VcsManager::RemoteBzr(_) => {
+                opener.branch_tip(&self.branch_url(codebase, branch)).await
+            }
         }
-        let rev = format!("refs/heads/{branch}^{{commit}}");
-        let sha = git(&[
-            "--git-dir".as_ref(),
-            git_dir(&repo).as_os_str(),
-            "rev-parse".as_ref(),
-            "--verify".as_ref(),
-            "--quiet".as_ref(),
-            rev.as_ref(),
-        ])
-        .await
-        .ok()?;
-        Some(ResumeBranch {
-            revision: format!("git-v1:{}", sha.trim()),
-            url: format!("file://{}/,branch={}", repo.display(), quote_all(branch)),
-        })
     }
 }
 
@@ -609,16 +583,6 @@ async fn git(args: &[&std::ffi::OsStr]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// A bare repository is its own git dir; a working tree keeps it in `.git`.
-fn git_dir(repo: &Path) -> PathBuf {
-    let dotgit = repo.join(".git");
-    if dotgit.exists() {
-        dotgit
-    } else {
-        repo.to_path_buf()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,7 +601,7 @@ mod tests {
             name: Some("debian/sid".into()),
             ..b
         };
-        assert_eq!(b.full_url(), "file:///tmp/r/,branch=debian%2Fsid");
+        assert_eq!(b.full_url(), "file:///tmp/r/,branch=debian/sid");
         let b = OpenedBranch { name: None, ..b };
         assert_eq!(b.full_url(), "file:///tmp/r");
     }

@@ -82,7 +82,11 @@ pub fn decide(
         Err(BackchannelError::NotSupported) | Err(BackchannelError::Unreachable(_)) => age,
         // An answer that makes no sense ends the check upstream (an uncaught
         // exception, logged): no keepalive, no abort.
-        Err(e @ (BackchannelError::Invalid(_) | BackchannelError::NotFound(_))) => {
+        Err(
+            e @ (BackchannelError::Invalid(_)
+            | BackchannelError::NotFound(_)
+            | BackchannelError::Lacks(_)),
+        ) => {
             tracing::warn!(error = %e, "watchdog ping failed");
             return Decision {
                 keepalive: false,
@@ -105,8 +109,10 @@ pub fn decide(
 /// Ping the run's backchannel and decide (the health check minus its effects).
 pub async fn check(run: &ActiveRun, age: TimeDelta, run_timeout_minutes: u64) -> Decision {
     let ping = backchannel::ping(&run.backchannel, &run.log_id).await;
-    if let Err(BackchannelError::Unreachable(reason)) = &ping {
-        tracing::info!(run_id = %run.log_id, %reason, "ping failed");
+    match &ping {
+        Ok(()) => tracing::info!(run_id = %run.log_id, "watchdog ping answered; keepalive recorded"),
+        Err(BackchannelError::NotSupported) => {}
+        Err(e) => tracing::warn!(run_id = %run.log_id, reason = %e, "watchdog ping failed"),
     }
     decide(age, run_timeout_minutes, &ping)
 }
@@ -165,6 +171,13 @@ where
             Ok(aborts) => {
                 for (run, abort) in aborts {
                     let id = run.log_id.clone();
+                    tracing::warn!(
+                        run_id = %id,
+                        codebase = run.codebase.as_deref().unwrap_or(""),
+                        code = abort.code,
+                        reason = %abort.description,
+                        "watchdog aborting run"
+                    );
                     if let Err(e) = abort_run(app.clone(), run, abort).await {
                         tracing::warn!(run_id = %id, error = %e, "watchdog abort failed");
                     }
@@ -191,6 +204,11 @@ pub async fn abort_run(app: &Arc<App>, run: &ActiveRun, abort: &Abort) -> anyhow
         Ok(()) => Ok(()),
         Err(FinishError::RunExists(id)) => {
             tracing::info!(run_id = %id, "run already stored; watchdog abort skipped");
+            Ok(())
+        }
+        // A finish (or another runner's watchdog) is storing it right now.
+        Err(FinishError::Busy(id)) => {
+            tracing::info!(run_id = %id, "run is being finished; watchdog abort skipped");
             Ok(())
         }
         Err(e) => Err(e.into()),

@@ -384,3 +384,100 @@ pub fn is_run_exists(e: &sqlx::Error) -> bool {
         .and_then(|d| d.constraint())
         .is_some_and(|c| c == "run_pkey")
 }
+
+/// A run that is stored already, as a retried finish answers it.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub worker: Option<String>,
+    pub logfilenames: Vec<String>,
+    /// The result document (`JanitorResult.json()`'s keys) rebuilt from the
+    /// row: `remotes` and the build target's details are not stored, so
+    /// they read `null` and `{}`.
+    pub result: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    codebase: String,
+    suite: Option<String>,
+    change_set: Option<String>,
+    result_code: String,
+    start_time: chrono::NaiveDateTime,
+    finish_time: chrono::NaiveDateTime,
+    description: Option<String>,
+    failure_stage: Option<String>,
+    failure_details: Option<sqlx::types::Json<serde_json::Value>>,
+    main_branch_revision: Option<String>,
+    revision: Option<String>,
+    logfilenames: Vec<String>,
+    value: Option<i32>,
+    worker: Option<String>,
+    branch_url: Option<String>,
+    result: Option<sqlx::types::Json<serde_json::Value>>,
+    resume_from: Option<String>,
+    failure_transient: Option<bool>,
+    tags: Option<String>,
+}
+
+/// The stored run `id`, if any (a retried finish, divergence-policy §3).
+pub async fn stored_run(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<StoredRun>> {
+    use crate::types::time::{isoformat, seconds_between};
+    use serde_json::{json, Value};
+    let row: Option<StoredRow> = sqlx::query_as(
+        "SELECT codebase::text, suite::text, change_set::text, result_code::text, start_time, finish_time, \
+         description, failure_stage, failure_details, main_branch_revision, revision, \
+         logfilenames, value, worker, branch_url, result, resume_from, failure_transient, \
+         (SELECT json_agg(json_build_array(t.actual_name, t.revision))::text \
+          FROM unnest(result_tags) AS t) AS tags \
+         FROM run WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let branches: Vec<ResultBranchRow> = sqlx::query_as(
+        "SELECT role, remote_name, base_revision, revision FROM new_result_branch \
+         WHERE run_id = $1",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    let (start, finish) = (r.start_time, r.finish_time);
+    let tags: Value = r
+        .tags
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let result = json!({
+        "codebase": r.codebase,
+        "campaign": r.suite,
+        "change_set": r.change_set,
+        "log_id": id,
+        "description": r.description,
+        "code": r.result_code,
+        "failure_details": r.failure_details.map(|j| j.0),
+        "failure_stage": r.failure_stage,
+        "duration": seconds_between(&finish, &start),
+        "finish_time": isoformat(&finish),
+        "start_time": isoformat(&start),
+        "transient": r.failure_transient,
+        "target": {},
+        "logfilenames": &r.logfilenames,
+        "codemod": r.result.map(|j| j.0),
+        "value": r.value,
+        "remotes": null,
+        "branch_url": r.branch_url,
+        "resume": r.resume_from.map(|id| json!({ "run_id": id })),
+        "branches": (!branches.is_empty()).then(|| branches
+            .iter()
+            .map(|(role, name, base, rev)| json!([role, name, base, rev]))
+            .collect::<Vec<_>>()),
+        "tags": tags,
+        "revision": r.revision,
+        "main_branch_revision": r.main_branch_revision,
+    });
+    Ok(Some(StoredRun {
+        worker: r.worker,
+        logfilenames: r.logfilenames,
+        result,
+    }))
+}

@@ -10,7 +10,7 @@ use axum::Router;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/ready", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(super::routes::metrics::metrics))
         .route("/status", get(super::routes::status::status))
         .route(
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(super::routes::candidates::delete),
         )
         .fallback(|| async { not_found_page() })
+        .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))
         .layer(axum::middleware::map_response(framework_pages))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -61,6 +62,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Liveness only: the process answers.
 async fn health() -> Response {
     text_response(StatusCode::OK, "ok")
+}
+
+/// Readiness: "ok" only while PostgreSQL and Redis both answer; otherwise
+/// 503 `{"reason"}` so a load balancer stops sending work here.
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    match app.check_dependencies().await {
+        Ok(()) => text_response(StatusCode::OK, "ok"),
+        Err(reason) => super::error::reason_response(StatusCode::SERVICE_UNAVAILABLE, &reason),
+    }
 }

@@ -97,10 +97,18 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_IMPLEMENTED,
                 &format!("not implemented: {what}"),
             ),
-            ApiError::Internal(err) => {
-                tracing::error!(error = ?err, "request failed");
-                internal_error_page()
-            }
+            ApiError::Internal(err) => match crate::app::dependency_unavailable(&err) {
+                // Not the request's fault and worth retrying (the worker
+                // retries 5xx): a clear 503, not the 500 page.
+                Some(reason) => {
+                    tracing::warn!(%reason, "request failed: a dependency is unavailable");
+                    reason_response(StatusCode::SERVICE_UNAVAILABLE, &reason)
+                }
+                None => {
+                    tracing::error!(error = ?err, "request failed");
+                    internal_error_page()
+                }
+            },
         }
     }
 }

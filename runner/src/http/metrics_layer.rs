@@ -38,8 +38,12 @@ const ROUTE_NAMES: &[(&str, &str, &str)] = &[
     ("GET", "/candidates", "download-candidates"),
     ("POST", "/candidates", "upload-candidates"),
     ("DELETE", "/candidates/{id}", "delete-candidate"),
-    // Public app: only this route is named upstream.
+    // Public app: upstream names only the GET; assign and finish are named
+    // here too, so worker latency can be told apart (issue 17, no golden
+    // reads these labels).
     ("GET", "/runner/active-runs/{run_id}", "get-active-run"),
+    ("POST", "/runner/active-runs", "assign"),
+    ("POST", "/runner/active-runs/{run_id}/finish", "finish"),
 ];
 
 /// The `route` label: the route's name, `None` for unnamed routes, unmatched
@@ -194,11 +198,15 @@ mod tests {
             route_name(&Method::GET, Some("/runner/active-runs/{run_id}")),
             "get-active-run"
         );
-        // Unnamed public routes, wrong methods and unmatched paths.
         assert_eq!(
             route_name(&Method::POST, Some("/runner/active-runs")),
-            "None"
+            "assign"
         );
+        assert_eq!(
+            route_name(&Method::POST, Some("/runner/active-runs/{run_id}/finish")),
+            "finish"
+        );
+        // Wrong methods and unmatched paths.
         assert_eq!(route_name(&Method::DELETE, Some("/active-runs")), "None");
         assert_eq!(route_name(&Method::GET, None), "None");
     }

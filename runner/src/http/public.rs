@@ -15,13 +15,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/runner/active-runs/{run_id}",
-            get(super::routes::active_runs::get),
+            get(super::routes::active_runs::public_get),
         )
         .route(
             "/runner/active-runs/{run_id}/finish",
             post(super::routes::finish::public_finish),
         )
         .fallback(|| async { not_found_page() })
+        .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))
         .layer(axum::middleware::map_response(framework_pages))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -74,9 +74,13 @@ impl ArtifactManager for LocalArtifactManager {
             tokio::fs::create_dir_all(&dir).await.map_err(io)?;
             for name in names {
                 let src = local_dir.join(name);
-                tokio::fs::copy(&src, dir.join(name))
-                    .await
-                    .map_err(|e| ArtifactError::Io(format!("{e}: {}", src.display())))?;
+                // The error text becomes the run's description: the OS error
+                // alone, as upstream's (never a server temp path); the name
+                // goes to the log.
+                if let Err(e) = tokio::fs::copy(&src, dir.join(name)).await {
+                    tracing::warn!(run_id, artifact = %name, error = %e, "copying an artifact failed");
+                    return Err(io(e));
+                }
             }
             Ok(())
         })

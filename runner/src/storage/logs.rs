@@ -84,7 +84,9 @@ impl LogManager for FileSystemLogManager {
 }
 
 /// Streams `src` into `<dir>/<name>.gz`; the header names the file as
-/// Python's `gzip.open` does.
+/// Python's `gzip.open` does. The file appears whole or not at all: it is
+/// written under a temporary name and renamed, so a full disk or a failed
+/// write leaves no partial or empty `.gz` behind.
 fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogError> {
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::PermissionDenied => LogError::PermissionDenied(e.to_string()),
@@ -92,14 +94,20 @@ fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogE
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut input = std::fs::File::open(src).map_err(io)?;
-    let out = std::fs::File::create(dir.join(format!("{name}.gz"))).map_err(io)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(io)?;
     let mut gz = flate2::GzBuilder::new()
         .filename(name.as_bytes())
         .mtime(mtime)
-        .write(std::io::BufWriter::new(out), flate2::Compression::best());
+        .write(std::io::BufWriter::new(tmp), flate2::Compression::best());
     std::io::copy(&mut input, &mut gz).map_err(io)?;
-    let mut w = gz.finish().map_err(io)?;
-    std::io::Write::flush(&mut w).map_err(io)?;
+    let w = gz.finish().map_err(io)?;
+    let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
+    tmp.persist(dir.join(format!("{name}.gz")))
+        .map_err(|e| io(e.error))?;
     Ok(())
 }
 
@@ -139,10 +147,15 @@ pub async fn import_log(
     mtime: u32,
     now: chrono::NaiveDateTime,
 ) -> Result<(), LogError> {
+    // Any failure of the primary goes to the backup when there is one: no
+    // result is lost to a storage fault (divergence-policy §3).
     let to_backup = |e: LogError| async move {
         metrics.primary_logfile_upload_failed.inc();
         match backup {
-            Some(b) => b.import_log(codebase, run_id, name, path, mtime).await,
+            Some(b) => {
+                tracing::warn!(run_id, log = name, error = %e, "primary log store failed; keeping the log in the backup store");
+                b.import_log(codebase, run_id, name, path, mtime).await
+            }
             None => Err(e),
         }
     };
@@ -151,7 +164,6 @@ pub async fn import_log(
         .await
     {
         Ok(()) => {}
-        Err(e @ (LogError::ServiceUnavailable | LogError::Timeout)) => to_backup(e).await?,
         Err(LogError::PermissionDenied(_)) => {
             let alt = format!("{name}.{}", crate::types::time::isoformat_seconds(&now));
             match primary
@@ -159,15 +171,10 @@ pub async fn import_log(
                 .await
             {
                 Ok(()) => {}
-                Err(
-                    e @ (LogError::ServiceUnavailable
-                    | LogError::Timeout
-                    | LogError::PermissionDenied(_)),
-                ) => to_backup(e).await?,
-                Err(e) => return Err(e),
+                Err(e) => to_backup(e).await?,
             }
         }
-        Err(e) => return Err(e),
+        Err(e) => to_backup(e).await?,
     }
     metrics.logfile_uploads.inc();
     Ok(())

@@ -372,6 +372,9 @@ impl WorkerResult {
     pub fn from_slice(bytes: &[u8]) -> Result<WorkerResult, InvalidResult> {
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| invalid(format!("result.json is not valid JSON: {e}")))?;
+        if let Some(at) = crate::validate::find_nul(&v) {
+            return Err(invalid(format!("NUL character in result.json at {at}")));
+        }
         WorkerResult::from_json(&v)
     }
 
@@ -410,7 +413,7 @@ impl WorkerResult {
         if finish_time.utc() < start_time.utc() {
             return Err(invalid("finish_time is before start_time"));
         }
-        Ok(WorkerResult {
+        let result = WorkerResult {
             code: opt_str(obj, "code")?.filter(|c| !c.is_empty()),
             description: opt_str(obj, "description")?,
             context,
@@ -438,9 +441,39 @@ impl WorkerResult {
             subpath: opt_str(obj, "subpath")?,
             transient,
             codebase: opt_str(obj, "codebase")?,
-        })
+        };
+        result.check_indexed_lengths()?;
+        Ok(result)
+    }
+
+    /// Values stored in indexed columns (run.result_code, run.revision,
+    /// run.main_branch_revision, new_result_branch.revision) must fit a
+    /// btree index row (~2.7 kB): a 400 here, not a 500 from PostgreSQL.
+    fn check_indexed_lengths(&self) -> Result<(), InvalidResult> {
+        let branch_revisions = self
+            .branches
+            .iter()
+            .flatten()
+            .map(|b| ("branches[].revision", b.revision.as_deref()));
+        let fields = [
+            ("code", self.code.as_deref()),
+            ("stage", self.stage.as_deref()),
+            ("revision", self.revision.as_deref()),
+            ("main_branch_revision", self.main_branch_revision.as_deref()),
+        ];
+        for (name, value) in fields.into_iter().chain(branch_revisions) {
+            if value.is_some_and(|v| v.len() > MAX_INDEXED_TEXT) {
+                return Err(invalid(format!(
+                    "{name} is longer than {MAX_INDEXED_TEXT} bytes"
+                )));
+            }
+        }
+        Ok(())
     }
 }
+
+/// Longest text accepted for a value that lands in an indexed column.
+pub const MAX_INDEXED_TEXT: usize = 1024;
 
 /// The runner's record of a finished run (data-types.md §6).
 #[derive(Debug, Clone, PartialEq)]
@@ -699,6 +732,18 @@ mod tests {
         );
         let r = WorkerResult::from_json(&with(json!({"code": "build-failed"}))).unwrap();
         assert_eq!(r.code.as_deref(), Some("build-failed"));
+    }
+
+    #[test]
+    fn values_too_long_for_their_index_are_refused() {
+        let long = "x".repeat(MAX_INDEXED_TEXT + 1);
+        for field in ["code", "stage", "revision", "main_branch_revision"] {
+            let err = WorkerResult::from_json(&with(json!({ field: long }))).unwrap_err();
+            assert!(err.0.contains(field), "{field}: {}", err.0);
+        }
+        let ok = "x".repeat(MAX_INDEXED_TEXT);
+        assert!(WorkerResult::from_json(&with(json!({"code": ok}))).is_ok());
+        assert!(WorkerResult::from_slice(br#"{"start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:00", "description": "a\u0000b"}"#).is_err());
     }
 
     #[test]

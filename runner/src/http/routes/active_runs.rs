@@ -24,6 +24,9 @@ fn opt_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, Ap
     }
 }
 
+/// Longest worker name an assign accepts.
+pub const MAX_WORKER_NAME: usize = 255;
+
 /// The assignment request of both apps; `worker` comes from the body only
 /// on the admin app (the public app takes it from the credentials).
 pub fn parse_request(
@@ -49,6 +52,15 @@ pub async fn respond(
 ) -> Result<Response, ApiError> {
     match assign::next_item(app, &crate::vcs::DefaultOpener, mode, req).await {
         Ok(a) => {
+            if mode == Mode::Assign {
+                tracing::info!(
+                    run_id = %a.id,
+                    codebase = %a.codebase,
+                    campaign = %a.campaign,
+                    worker = %req.worker.as_deref().unwrap_or(""),
+                    "assigned run"
+                );
+            }
             let mut resp = json_response(StatusCode::CREATED, &a);
             let loc = HeaderValue::from_str(&format!("{location}{}", a.id))
                 .map_err(anyhow::Error::from)?;
@@ -75,6 +87,13 @@ pub async fn respond(
 pub async fn assign(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_object(&body)?;
     let worker = opt_string(&body, "worker")?;
+    // No worker row can have a longer name than this bound, and the name
+    // becomes a metric label: a longer one is refused before it counts.
+    if worker.as_ref().is_some_and(|w| w.len() > MAX_WORKER_NAME) {
+        return Err(ApiError::bad_request(format!(
+            "worker name longer than {MAX_WORKER_NAME} bytes"
+        )));
+    }
     app.metrics
         .assignments
         .with_label_values(&[worker.as_deref().unwrap_or(NONE_LABEL)])
@@ -100,7 +119,25 @@ pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &runs))
 }
 
-/// GET /active-runs/{run_id} (§2.6) and its public twin (§3.3).
+/// GET /runner/active-runs/{run_id} (§3.3): unauthenticated, so the
+/// backchannel URL is shown without its userinfo (divergence-policy §2).
+pub async fn public_get(
+    State(app): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state::get(&app, &run_id).await? {
+        Some(run) => {
+            let mut doc = run.to_json(&app.clock.now_naive());
+            if let Some(Value::String(url)) = doc.pointer_mut("/backchannel/my_url") {
+                *url = crate::backchannel::without_userinfo(url);
+            }
+            Ok(json_response(StatusCode::OK, &doc))
+        }
+        None => Err(ApiError::not_found_text(format!("no such run {run_id}"))),
+    }
+}
+
+/// GET /active-runs/{run_id} (§2.6).
 pub async fn get(
     State(app): State<AppState>,
     Path(run_id): Path<String>,

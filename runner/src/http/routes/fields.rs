@@ -39,11 +39,19 @@ pub fn opt_number(obj: &Object, key: &str) -> Result<Option<f64>, ApiError> {
 }
 
 /// An integer that fits a PostgreSQL `integer`, absent or null being `None`.
+/// A float is truncated toward zero, as asyncpg's `int4` encoder (`int()`)
+/// does upstream: 7.9 is stored as 7, -1.5 as -1.
 pub fn opt_int32(obj: &Object, key: &str) -> Result<Option<i32>, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Number(n)) => n
             .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .map(f64::trunc)
+                    .filter(|f| (i32::MIN as f64..=i32::MAX as f64).contains(f))
+                    .map(|f| f as i64)
+            })
             .and_then(|i| i32::try_from(i).ok())
             .map(Some)
             .ok_or_else(|| mistyped(key, "a 32-bit integer", v)),
@@ -122,4 +130,24 @@ pub fn request_db_error(e: sqlx::Error) -> ApiError {
         }
     }
     e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integers_given_as_floats_are_truncated_like_python_int() {
+        let get = |v: Value| {
+            let obj = json!({ "value": v });
+            opt_int32(obj.as_object().unwrap(), "value").ok().flatten()
+        };
+        assert_eq!(get(json!(7.9)), Some(7));
+        assert_eq!(get(json!(3.0)), Some(3));
+        assert_eq!(get(json!(-1.5)), Some(-1));
+        assert_eq!(get(json!(42)), Some(42));
+        assert_eq!(get(json!(3e10)), None);
+        assert_eq!(get(json!(4294967296i64)), None);
+    }
 }

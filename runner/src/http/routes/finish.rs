@@ -32,27 +32,27 @@ pub async fn finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let run_id = path_param(run_id)?;
-    let run = current_run(&app, &run_id).await?;
-    let upload = read_upload(&headers, body).await?;
-    match finish::finish(&app, &run, upload).await {
-        Ok(done) => {
-            let mut resp = json_response(StatusCode::CREATED, &body_json(&run_id, &done));
-            let location = HeaderValue::from_str(&format!("/runs/{run_id}"))
-                .map_err(|e| ApiError::Internal(e.into()))?;
-            resp.headers_mut().insert(header::LOCATION, location);
-            Ok(resp)
+    let done = match current_run(&app, &run_id).await? {
+        Current::Active(run) => {
+            let upload = read_upload(&headers, body, Limits::of(&app)).await?;
+            finish::finish(&app, &run, upload).await
         }
-        // Upstream's 409 branch here references an unbound variable, so the
-        // recorded answer is a 500 (QH-6); the run is no longer active.
-        Err(FinishError::RunExists(id)) => Err(ApiError::Internal(anyhow::anyhow!(
-            "run {id} exists already"
-        ))),
-        Err(e) => Err(finish_error(e)),
+        Current::Stored(stored) => {
+            let upload = read_upload(&headers, body, Limits::of(&app)).await?;
+            finish::answer_stored(&app, None, stored, upload.filenames).await
+        }
     }
+    .map_err(finish_error)?;
+    let mut resp = json_response(StatusCode::CREATED, &body_json(&run_id, &done));
+    let location = HeaderValue::from_str(&format!("/runs/{run_id}"))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    resp.headers_mut().insert(header::LOCATION, location);
+    Ok(resp)
 }
 
 /// POST /runner/active-runs/{run_id}/finish (public app): the run is looked
-/// up before the credentials are checked, as upstream does.
+/// up before the credentials are checked, as upstream does. Only the run's
+/// own worker may finish it (divergence-policy §2: 403 otherwise).
 pub async fn public_finish(
     State(app): State<AppState>,
     run_id: Result<Path<String>, PathRejection>,
@@ -60,27 +60,37 @@ pub async fn public_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let run_id = path_param(run_id)?;
-    let run = current_run(&app, &run_id).await?;
+    let current = current_run(&app, &run_id).await?;
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match crate::auth::check_worker(&app.db, auth).await {
-        Ok(_) => {}
+    let login = match crate::auth::check_worker(&app.db, auth).await {
+        Ok(login) => login,
         Err(crate::auth::AuthError::Db(e)) => return Err(e.into()),
         Err(_) => return Ok(login_required()),
+    };
+    let owner = match &current {
+        Current::Active(run) => run.worker_name.as_deref(),
+        Current::Stored(stored) => stored.worker.as_deref(),
+    };
+    if owner.is_some_and(|w| w != login) {
+        return Err(ApiError::Reason {
+            status: StatusCode::FORBIDDEN,
+            reason: format!("run {run_id} is not assigned to worker {login}"),
+        });
     }
-    let upload = read_upload(&headers, body).await?;
-    match finish::finish(&app, &run, upload).await {
-        Ok(done) => Ok(json_response(
-            StatusCode::CREATED,
-            &body_json(&run_id, &done),
-        )),
-        Err(FinishError::RunExists(id)) => Ok(json_response(
-            StatusCode::CONFLICT,
-            &serde_json::json!({ "id": run_id, "reason": id }),
-        )),
-        Err(e) => Err(finish_error(e)),
+    let upload = read_upload(&headers, body, Limits::of(&app)).await?;
+    let done = match current {
+        Current::Active(run) => finish::finish(&app, &run, upload).await,
+        Current::Stored(stored) => {
+            finish::answer_stored(&app, None, stored, upload.filenames).await
+        }
     }
+    .map_err(finish_error)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &body_json(&run_id, &done),
+    ))
 }
 
 /// 401 as upstream answers any credential problem.
@@ -105,12 +115,25 @@ fn no_such_run(run_id: &str) -> ApiError {
     }
 }
 
-/// The active run, if it is still the run its queue item is assigned to;
-/// otherwise 404, which the worker treats as final (divergence-policy §3).
-async fn current_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiError> {
-    let (run, holder) = state::get_with_claim(app, run_id)
-        .await?
-        .ok_or_else(|| no_such_run(run_id))?;
+/// What a finish request is about.
+enum Current {
+    /// The active run, still the current run of its queue item.
+    Active(ActiveRun),
+    /// A run that is stored already: this finish is a retry
+    /// (divergence-policy §3).
+    Stored(crate::db::runs::StoredRun),
+}
+
+/// The active run, if it is still the run its queue item is assigned to, or
+/// the stored run; otherwise 404, which the worker treats as final
+/// (divergence-policy §3).
+async fn current_run(app: &AppState, run_id: &str) -> Result<Current, ApiError> {
+    let Some((run, holder)) = state::get_with_claim(app, run_id).await? else {
+        return match finish::stored_run(app, run_id).await.map_err(finish_error)? {
+            Some(stored) => Ok(Current::Stored(stored)),
+            None => Err(no_such_run(run_id)),
+        };
+    };
     if holder.as_deref() != Some(run_id) {
         return Err(ApiError::Reason {
             status: StatusCode::NOT_FOUND,
@@ -120,16 +143,19 @@ async fn current_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiError
             ),
         });
     }
-    Ok(run)
+    Ok(Current::Active(run))
 }
 
 fn finish_error(e: FinishError) -> ApiError {
     match e {
         FinishError::MissingResult => bad_request_text("Missing result JSON"),
         FinishError::Invalid(r) => ApiError::bad_request(r.0),
-        FinishError::RunExists(id) => {
-            ApiError::Internal(anyhow::anyhow!("run {id} exists already"))
-        }
+        // A concurrent finish that outlived our wait: the worker retries
+        // on 409 and its retry is then answered from the stored run.
+        e @ (FinishError::RunExists(_) | FinishError::Busy(_)) => ApiError::Reason {
+            status: StatusCode::CONFLICT,
+            reason: e.to_string(),
+        },
         FinishError::Internal(e) => ApiError::Internal(e),
     }
 }
@@ -140,7 +166,7 @@ struct FinishBody<'a> {
     filenames: &'a [String],
     logs: &'a [String],
     artifacts: &'a Option<Vec<String>>,
-    result: Value,
+    result: &'a Value,
 }
 
 fn body_json<'a>(run_id: &'a str, done: &'a Finished) -> FinishBody<'a> {
@@ -149,7 +175,7 @@ fn body_json<'a>(run_id: &'a str, done: &'a Finished) -> FinishBody<'a> {
         filenames: &done.filenames,
         logs: &done.logs,
         artifacts: &done.artifacts,
-        result: done.result.to_json(),
+        result: &done.result,
     }
 }
 
@@ -182,21 +208,49 @@ pub fn multipart_boundary(content_type: &str) -> Option<String> {
     })
 }
 
+/// Longest file name a filesystem component holds (ext4, tmpfs, XFS).
+const NAME_MAX: usize = 255;
+
 /// Uploaded names become paths in the temporary directory: refuse any that
-/// could point elsewhere (QH-5, divergence-policy §2).
+/// could point elsewhere (QH-5, divergence-policy §2), and any the
+/// filesystem cannot hold, a log's with the `.gz` it is stored under (a 500
+/// upstream; 400 here, nothing stored, the run still active).
 fn check_filename(name: &str) -> Result<(), ApiError> {
-    if crate::storage::is_plain_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
+    if !crate::storage::is_plain_name(name) {
+        return Err(ApiError::bad_request(format!(
             "invalid upload filename {}",
             crate::pyrepr::repr_str(name)
-        )))
+        )));
+    }
+    let stored_len = name.len() + if finish::is_log_filename(name) { 3 } else { 0 };
+    if stored_len > NAME_MAX {
+        return Err(ApiError::bad_request(format!(
+            "upload filename too long: {} bytes (at most {} for this name)",
+            name.len(),
+            NAME_MAX - (stored_len - name.len())
+        )));
+    }
+    Ok(())
+}
+
+/// How much one upload may carry (flags `--max-upload-parts`/`-bytes`).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    parts: usize,
+    bytes: u64,
+}
+
+impl Limits {
+    fn of(app: &AppState) -> Limits {
+        Limits {
+            parts: app.settings.max_upload_parts,
+            bytes: app.settings.max_upload_bytes,
+        }
     }
 }
 
 /// Stream the multipart body into a fresh temporary directory.
-async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError> {
+async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Upload, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -217,7 +271,15 @@ async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError
     let mut result_json = None;
     let mut bytes = 0;
     let read_error = |e: multer::Error| bad_request_text(e.to_string());
+    let mut parts = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
+        parts += 1;
+        if parts > limits.parts {
+            return Err(ApiError::bad_request(format!(
+                "too many parts: at most {} per upload",
+                limits.parts
+            )));
+        }
         if field
             .content_type()
             .is_some_and(|m| m.type_().as_str().eq_ignore_ascii_case("multipart"))
@@ -250,6 +312,12 @@ async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError
         let mut file: Option<tokio::fs::File> = None;
         while let Some(chunk) = field.chunk().await.map_err(read_error)? {
             bytes += chunk.len() as u64;
+            if bytes > limits.bytes {
+                return Err(ApiError::bad_request(format!(
+                    "upload too large: at most {} bytes of files",
+                    limits.bytes
+                )));
+            }
             match &mut file {
                 Some(f) => f.write_all(&chunk).await.map_err(io)?,
                 None if head.len() + chunk.len() <= SMALL_PART => head.extend_from_slice(&chunk),
@@ -280,6 +348,32 @@ async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Upload, ApiError
 mod tests {
     use super::*;
 
+    const TEST_LIMITS: Limits = Limits {
+        parts: 3,
+        bytes: 1 << 20,
+    };
+
+    #[tokio::test]
+    async fn uploads_past_the_limits_are_refused() {
+        let parts: Vec<(&str, Option<&str>, &str, &str)> = (0..4)
+            .map(|_| ("file", Some("a.log"), "text/plain", "x"))
+            .collect();
+        let (h, b) = body(&parts);
+        match read_upload(&h, b, TEST_LIMITS).await.unwrap_err() {
+            ApiError::Reason { status, reason } => {
+                assert_eq!(status, StatusCode::BAD_REQUEST);
+                assert!(reason.contains("too many parts"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let big = "y".repeat((1 << 20) + 1);
+        let (h, b) = body(&[("file", Some("big.deb"), "application/octet-stream", &big)]);
+        match read_upload(&h, b, TEST_LIMITS).await.unwrap_err() {
+            ApiError::Reason { reason, .. } => assert!(reason.contains("too large"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn any_multipart_subtype_has_a_boundary() {
         assert_eq!(
@@ -300,6 +394,11 @@ mod tests {
             assert!(check_filename(bad).is_err(), "{bad}");
         }
         assert!(check_filename("debpkg_1.0_all.deb").is_ok());
+        // What the filesystem can hold, a log with its `.gz` suffix.
+        assert!(check_filename(&"r".repeat(255)).is_ok());
+        assert!(check_filename(&"r".repeat(256)).is_err());
+        assert!(check_filename(&format!("{}.log", "r".repeat(248))).is_ok());
+        assert!(check_filename(&format!("{}.log", "r".repeat(249))).is_err());
     }
 
     fn body(parts: &[(&str, Option<&str>, &str, &str)]) -> (HeaderMap, Body) {
@@ -337,7 +436,7 @@ mod tests {
             ("file", Some("worker.log"), "text/plain", "line\n"),
             ("file", Some("worker.log"), "text/plain", "again\n"),
         ]);
-        let up = read_upload(&h, b).await.unwrap();
+        let up = read_upload(&h, b, TEST_LIMITS).await.unwrap();
         assert_eq!(up.result_json.as_deref(), Some(&b"{\"code\": null}"[..]));
         assert_eq!(up.filenames, ["worker.log", "worker.log"]);
         assert_eq!(
@@ -355,22 +454,22 @@ mod tests {
         };
         let (h, b) = body(&[("x", None, "text/plain", "y")]);
         assert_eq!(
-            text(read_upload(&h, b).await.unwrap_err()),
+            text(read_upload(&h, b, TEST_LIMITS).await.unwrap_err()),
             (400, "Part without filename".into())
         );
         let (h, b) = body(&[("x", Some("a"), "multipart/mixed; boundary=q", "")]);
         assert_eq!(
-            text(read_upload(&h, b).await.unwrap_err()),
+            text(read_upload(&h, b, TEST_LIMITS).await.unwrap_err()),
             (400, "nested multi-part".into())
         );
         let (h, b) = body(&[("x", Some("../escape"), "text/plain", "y")]);
-        assert_eq!(text(read_upload(&h, b).await.unwrap_err()).0, 400);
+        assert_eq!(text(read_upload(&h, b, TEST_LIMITS).await.unwrap_err()).0, 400);
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let e = read_upload(&h, Body::from("{}")).await.unwrap_err();
+        let e = read_upload(&h, Body::from("{}"), TEST_LIMITS).await.unwrap_err();
         assert!(matches!(e, ApiError::Reason { .. }));
     }
 }

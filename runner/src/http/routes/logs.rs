@@ -30,9 +30,17 @@ fn no_backchannel(run_id: &str) -> ApiError {
     }
 }
 
-/// Errors the backchannel could not explain: the worker failed or is gone.
-fn internal(e: BackchannelError) -> ApiError {
-    ApiError::Internal(anyhow::Error::new(e).context("backchannel request failed"))
+/// What the worker's answer (or its absence) means for our caller: never a
+/// 500, since the failure is the peer's, not ours.
+fn peer_error(e: BackchannelError) -> ApiError {
+    let status = match &e {
+        BackchannelError::Lacks(_) => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::Reason {
+        status,
+        reason: e.to_string(),
+    }
 }
 
 /// GET /log/{run_id}: the log file names the worker reports.
@@ -45,7 +53,7 @@ pub async fn log_index(
     match backchannel::list_log_files(&run.backchannel).await {
         Ok(names) => Ok(json_response(StatusCode::OK, &names)),
         Err(BackchannelError::NotSupported) => Err(no_backchannel(&run_id)),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(peer_error(e)),
     }
 }
 
@@ -63,11 +71,10 @@ pub async fn log(
     }
     let run = find_active_run(&app, &run_id).await?;
     match backchannel::get_log_file(&run.backchannel, &filename).await {
-        Ok(bytes) => {
-            // Streamed upstream (chunked, no Content-Length), type without charset.
-            let body = Body::from_stream(futures::stream::once(async move {
-                Ok::<_, std::convert::Infallible>(bytes)
-            }));
+        Ok(resp) => {
+            // Streamed as it arrives (chunked, no Content-Length, as
+            // upstream), so a huge log never sits in memory; type without charset.
+            let body = Body::from_stream(resp.bytes_stream());
             Ok((
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
@@ -87,7 +94,7 @@ pub async fn log(
             )),
         },
         Err(BackchannelError::NotSupported) => Err(no_backchannel(&run_id)),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(peer_error(e)),
     }
 }
 
@@ -106,6 +113,6 @@ pub async fn kill(
             status: StatusCode::NOT_IMPLEMENTED,
             text: "kill not supported for this type of run".into(),
         }),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(peer_error(e)),
     }
 }
