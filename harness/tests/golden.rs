@@ -112,6 +112,10 @@ fn main() {
         "selftest::goldens_match_shared_ground_truth",
         goldens_match_shared,
     ));
+    trials.push(Trial::test(
+        "selftest::scenarios_are_the_goldens_inputs",
+        scenarios_are_the_goldens_inputs,
+    ));
 
     libtest_mimic::run(&args, trials).exit();
 }
@@ -245,6 +249,50 @@ fn goldens_match_shared() -> Result<(), Failed> {
             return Err(
                 format!("{} differs from the recording in ../shared", ours.display()).into(),
             );
+        }
+    }
+    Ok(())
+}
+
+/// `scenarios/<name>.json` is the request-only input of `golden/<name>.json`
+/// (what `janitor-harness record scenarios/ --out golden/` records from):
+/// the golden without its recorded outputs.
+fn scenarios_are_the_goldens_inputs() -> Result<(), Failed> {
+    let scenarios = janitor_harness::project_dir().join("scenarios");
+    for f in collect(&[golden_dir()]).map_err(|e| e.to_string())? {
+        let read = |p: &std::path::Path| -> Result<serde_json::Value, Failed> {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        };
+        let mut golden = read(&f)?;
+        if let Some(doc) = golden.as_object_mut() {
+            for key in [
+                "db_after",
+                "redis_after",
+                "files_after",
+                "fake_worker_requests",
+            ] {
+                doc.remove(key);
+            }
+            for step in doc
+                .get_mut("steps")
+                .and_then(|s| s.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(step) = step.as_object_mut() {
+                    step.remove("response");
+                }
+            }
+        }
+        let input = scenarios.join(f.file_name().unwrap());
+        if read(&input)? != golden {
+            return Err(format!(
+                "{} is not the input of {}: regenerate it from the golden",
+                input.display(),
+                f.display()
+            )
+            .into());
         }
     }
     Ok(())

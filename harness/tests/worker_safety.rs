@@ -65,7 +65,10 @@ async fn finish(
     let resp = req.send().await.expect("finish");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn run_rows(conn: &mut PgConnection, id: &str) -> i64 {
@@ -78,10 +81,11 @@ async fn run_rows(conn: &mut PgConnection, id: &str) -> i64 {
 
 fn stored_log(t: &TestRunner, run: &ActiveRun) -> String {
     use std::io::Read;
-    let p = t
-        .dir
-        .path()
-        .join(format!("logs/{}/{}/worker.log.gz", run.codebase.as_deref().unwrap(), run.log_id));
+    let p = t.dir.path().join(format!(
+        "logs/{}/{}/worker.log.gz",
+        run.codebase.as_deref().unwrap(),
+        run.log_id
+    ));
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&p).expect("stored log"))
         .read_to_string(&mut text)
@@ -197,11 +201,26 @@ async fn the_same_finish_twice_is_stored_once_and_answered_twice() {
     assert_eq!(second["id"], first["id"]);
     assert_eq!(second["logs"], first["logs"]);
     assert_eq!(second["filenames"], first["filenames"]);
-    for key in ["code", "description", "duration", "log_id", "start_time", "finish_time", "value"] {
+    for key in [
+        "code",
+        "description",
+        "duration",
+        "log_id",
+        "start_time",
+        "finish_time",
+        "value",
+    ] {
         assert_eq!(second["result"][key], first["result"][key], "{key}");
     }
     // Same keys: the worker reads one body shape.
-    let keys = |v: &Value| v["result"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let keys = |v: &Value| {
+        v["result"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys(&second), keys(&first));
     assert_eq!(run_rows(&mut db(&t).await, &run.log_id).await, 1);
     assert_eq!(results.taken().await.len(), 1);
@@ -289,7 +308,10 @@ async fn kill_and_logs_against_a_worker_without_those_routes() {
         let body: Value = resp.json().await.expect("a JSON reason");
         assert!(body["reason"].is_string(), "{verb} {p}: {body}");
     }
-    assert_eq!(state::get(&t.runner.app, &run.log_id).await.unwrap(), before);
+    assert_eq!(
+        state::get(&t.runner.app, &run.log_id).await.unwrap(),
+        before
+    );
     t.runner.shutdown().await.unwrap();
 }
 
@@ -321,7 +343,10 @@ async fn a_backchannel_redirect_is_not_followed() {
         let resp = t.http.get(t.admin(&p)).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 502, "{p}");
         let text = resp.text().await.unwrap();
-        assert!(!text.contains("\"queue_id\""), "{p} read the admin app back: {text}");
+        assert!(
+            !text.contains("\"queue_id\""),
+            "{p} read the admin app back: {text}"
+        );
     }
     t.runner.shutdown().await.unwrap();
 }
@@ -339,7 +364,10 @@ async fn another_worker_cannot_finish_the_run() {
     let (status, body) = finish(&t, url.clone(), Some(("w2", "pw2")), b"theirs\n").await;
     assert_eq!(status, 403, "{body}");
     assert!(body["reason"].is_string());
-    assert!(state::get(&t.runner.app, &run.log_id).await.unwrap().is_some());
+    assert!(state::get(&t.runner.app, &run.log_id)
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(run_rows(&mut db(&t).await, &run.log_id).await, 0);
     let (status, body) = finish(&t, url, Some(("w1", "pw1")), b"mine\n").await;
     assert_eq!(status, 201, "{body}");
@@ -423,7 +451,14 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
     .unwrap();
     let log_path = dir.path().join("stderr.log");
     let mut child = std::process::Command::new(janitor_harness::testing::runner_binary())
-        .args(["--port", "0", "--public-port", "0", "--listen-address", "127.0.0.1"])
+        .args([
+            "--port",
+            "0",
+            "--public-port",
+            "0",
+            "--listen-address",
+            "127.0.0.1",
+        ])
         .arg("--config")
         .arg(&conf)
         .arg("--public-vcs-location")
@@ -439,7 +474,10 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
             if let Some(rest) = text.split("admin=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
-            assert!(std::time::Instant::now() < deadline, "no start-up line: {text}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no start-up line: {text}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
@@ -455,7 +493,10 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
         .unwrap();
     let a: Value = serde_json::from_str(&a).unwrap_or_else(|_| {
         let _ = child.kill();
-        panic!("assign: {a}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
+        panic!(
+            "assign: {a}\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
     });
     let id = a["id"].as_str().expect("assigned").to_string();
     let (ct, body) = finish_body(&result_json(), &[("worker.log", b"x\n")]);

@@ -186,7 +186,10 @@ pub async fn list_log_files(bc: &Backchannel) -> Result<Value, BackchannelError>
                 .await
                 .map_err(BackchannelError::Unreachable)?;
             let status = resp.status();
-            if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+            if matches!(
+                status,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            ) {
                 return Err(BackchannelError::Lacks(format!(
                     "the worker at {my_url} serves no log listing ({})",
                     status.as_u16()
@@ -273,7 +276,10 @@ pub async fn kill(bc: &Backchannel) -> Result<(), BackchannelError> {
                 .map_err(BackchannelError::Unreachable)?;
             let status = resp.status();
             // The real worker has no kill route (worker README).
-            if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+            if matches!(
+                status,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            ) {
                 return Err(BackchannelError::Lacks(format!(
                     "the worker at {my_url} has no kill route ({})",
                     status.as_u16()
@@ -305,9 +311,8 @@ pub async fn ping(bc: &Backchannel, expected_log_id: &str) -> Result<(), Backcha
                 return Err(failed(status_error(status, &url)));
             }
             let body = read_limited(resp, MAX_LOG_ID_BODY).await.map_err(failed)?;
-            let log_id = parse_log_id(&body).map_err(|e| {
-                BackchannelError::Invalid(format!("log id from {url} is {e}"))
-            })?;
+            let log_id = parse_log_id(&body)
+                .map_err(|e| BackchannelError::Invalid(format!("log id from {url} is {e}")))?;
             if log_id != expected_log_id {
                 return Err(BackchannelError::Fatal(format!(
                     "Worker started processing new run {log_id} rather than {expected_log_id}"
@@ -639,9 +644,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
-        let err = fetch(&jenkins(&server), "worker.log")
-            .await
-            .unwrap_err();
+        let err = fetch(&jenkins(&server), "worker.log").await.unwrap_err();
         assert!(matches!(err, BackchannelError::Unreachable(_)), "{err:?}");
     }
 
@@ -745,9 +748,7 @@ mod tests {
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path("/log-id"))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_raw("\"run-1\"", "application/json"),
-            )
+            .respond_with(ResponseTemplate::new(200).set_body_raw("\"run-1\"", "application/json"))
             .mount(&server)
             .await;
         let bc = polling(&server);
@@ -768,7 +769,9 @@ mod tests {
     async fn redirects_are_never_followed() {
         let target = MockServer::start().await;
         Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_raw("[\"secret\"]", "application/json"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw("[\"secret\"]", "application/json"),
+            )
             .mount(&target)
             .await;
         let server = MockServer::start().await;
@@ -792,14 +795,19 @@ mod tests {
             ping(&bc, "run-1").await,
             Err(BackchannelError::Unreachable(_))
         ));
-        assert!(requests(&target).await.is_empty(), "the redirect was followed");
+        assert!(
+            requests(&target).await.is_empty(),
+            "the redirect was followed"
+        );
     }
 
     #[tokio::test]
     async fn answers_past_the_bound_are_refused() {
         let server = MockServer::start().await;
         Mock::given(path("/log-id"))
-            .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(MAX_LOG_ID_BODY + 1)))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string("x".repeat(MAX_LOG_ID_BODY + 1)),
+            )
             .mount(&server)
             .await;
         Mock::given(path("/logs"))
@@ -834,16 +842,16 @@ mod tests {
     #[tokio::test]
     async fn only_http_and_https_are_contacted() {
         for bad in ["file:///etc/", "gopher://127.0.0.1:70/", "unix:/run/x"] {
-            let bc = Backchannel::Polling {
-                my_url: bad.into(),
-            };
-            assert!(matches!(
-                list_log_files(&bc).await,
-                Err(BackchannelError::Unreachable(m)) if m.contains("http or https")
-            ), "{bad}");
+            let bc = Backchannel::Polling { my_url: bad.into() };
+            assert!(
+                matches!(
+                    list_log_files(&bc).await,
+                    Err(BackchannelError::Unreachable(m)) if m.contains("http or https")
+                ),
+                "{bad}"
+            );
             assert!(check_scheme(&url::Url::parse(bad).unwrap()).is_err());
         }
         assert!(check_scheme(&url::Url::parse("https://w/").unwrap()).is_ok());
     }
-
 }

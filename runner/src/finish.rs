@@ -43,6 +43,10 @@ pub enum FinishError {
     /// The run row exists already (a second finish of the same run).
     #[error("{0}")]
     RunExists(String),
+    /// The log store (and the backup, if any) refused a log: nothing is
+    /// stored and the worker may retry (503).
+    #[error("{0}")]
+    StoreFailed(String),
     /// Another finish (or abort) of the run holds its finish lock.
     #[error("run {0} is being finished by another request")]
     Busy(String),
@@ -104,7 +108,10 @@ pub async fn answer_stored(
 }
 
 /// The stored run `run_id`, if a finish stored it already.
-pub async fn stored_run(app: &App, run_id: &str) -> Result<Option<db::runs::StoredRun>, FinishError> {
+pub async fn stored_run(
+    app: &App,
+    run_id: &str,
+) -> Result<Option<db::runs::StoredRun>, FinishError> {
     let mut conn = app.db.acquire().await?;
     Ok(db::runs::stored_run(&mut conn, run_id).await?)
 }
@@ -416,7 +423,7 @@ async fn import_logs(
                 now,
             )
             .await
-            .map_err(|e| anyhow::anyhow!("importing log {name}: {e}"))
+            .map_err(|e| FinishError::StoreFailed(format!("storing log {name} failed: {e}")))
         }
     });
     futures::future::try_join_all(jobs).await?;

@@ -46,6 +46,7 @@ impl Runner {
         )
         .await
         .context("connecting to Redis")?;
+        crate::state::warn_without_persistence(&mut redis.clone()).await;
 
         // Bind before serving so a port clash is an error at start-up.
         let public_listener = match settings.public_port {

@@ -32,10 +32,37 @@ pub const QUEUE_CHANNEL: &str = "queue";
 pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
     redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(std::time::Duration::from_secs(1))
-        .set_response_timeout(std::time::Duration::from_secs(2))
+        .set_response_timeout(std::time::Duration::from_millis(1500))
         .set_number_of_retries(1)
         .set_factor(100)
         .set_max_delay(500)
+}
+
+/// Active runs live only in Redis (as upstream): a Redis that restarts
+/// without persistence forgets them all. Said loudly at start-up; a Redis
+/// that hides its configuration (managed services disable CONFIG) is not
+/// second-guessed.
+pub async fn warn_without_persistence(redis: &mut redis::aio::ConnectionManager) {
+    let get = |key: &'static str| {
+        let mut r = redis.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(key)
+                .query_async::<Vec<String>>(&mut r)
+                .await
+                .ok()
+                .and_then(|v| v.into_iter().nth(1))
+        }
+    };
+    if let (Some(save), Some(aof)) = (get("save").await, get("appendonly").await) {
+        if save.trim().is_empty() && aof == "no" {
+            tracing::warn!(
+                "Redis has no persistence (save \"\", appendonly no): a Redis restart forgets every active run, \
+                 whose results are then refused (404) and whose items are handed out again"
+            );
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

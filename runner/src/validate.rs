@@ -11,7 +11,13 @@ pub fn find_nul(v: &Value) -> Option<String> {
 }
 
 fn nul_at(v: &Value, path: String) -> Option<String> {
-    let here = || if path.is_empty() { "$".to_string() } else { format!("${path}") };
+    let here = || {
+        if path.is_empty() {
+            "$".to_string()
+        } else {
+            format!("${path}")
+        }
+    };
     match v {
         Value::String(s) if s.contains('\0') => Some(here()),
         Value::Array(items) => items
@@ -36,7 +42,10 @@ mod tests {
 
     #[test]
     fn the_first_nul_is_located_by_path() {
-        assert_eq!(find_nul(&json!({"a": [1, {"b": "x\u{0}"}]})).as_deref(), Some("$.a[1].b"));
+        assert_eq!(
+            find_nul(&json!({"a": [1, {"b": "x\u{0}"}]})).as_deref(),
+            Some("$.a[1].b")
+        );
         assert_eq!(find_nul(&json!("\u{0}")).as_deref(), Some("$"));
         assert_eq!(find_nul(&json!({"a": "\u{1}", "b": [null, 2.5]})), None);
     }

@@ -110,7 +110,9 @@ pub fn decide(
 pub async fn check(run: &ActiveRun, age: TimeDelta, run_timeout_minutes: u64) -> Decision {
     let ping = backchannel::ping(&run.backchannel, &run.log_id).await;
     match &ping {
-        Ok(()) => tracing::info!(run_id = %run.log_id, "watchdog ping answered; keepalive recorded"),
+        Ok(()) => {
+            tracing::info!(run_id = %run.log_id, "watchdog ping answered; keepalive recorded")
+        }
         Err(BackchannelError::NotSupported) => {}
         Err(e) => tracing::warn!(run_id = %run.log_id, reason = %e, "watchdog ping failed"),
     }

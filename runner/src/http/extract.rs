@@ -23,7 +23,6 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-
 /// Parse a request body that must be a JSON object (handlers call `.get()` on it).
 pub fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     match json_body(body)? {
@@ -73,10 +72,19 @@ mod tests {
         };
         assert_eq!(
             err(r#"[{"a": 1, "requester": "a\u0000b"}]"#),
-            (400, "NUL character in the request body at $[0].requester".into())
+            (
+                400,
+                "NUL character in the request body at $[0].requester".into()
+            )
         );
-        assert_eq!(err(r#"{"k\u0000": 1}"#).1, "NUL character in the request body at $");
-        assert_eq!(err(r#""\u0000""#).1, "NUL character in the request body at $");
+        assert_eq!(
+            err(r#"{"k\u0000": 1}"#).1,
+            "NUL character in the request body at $"
+        );
+        assert_eq!(
+            err(r#""\u0000""#).1,
+            "NUL character in the request body at $"
+        );
         assert!(json_body(&Bytes::from_static(br#"{"a": ["b", {"c": "\u0001"}]}"#)).is_ok());
     }
 }

@@ -129,7 +129,10 @@ enum Current {
 /// (divergence-policy §3).
 async fn current_run(app: &AppState, run_id: &str) -> Result<Current, ApiError> {
     let Some((run, holder)) = state::get_with_claim(app, run_id).await? else {
-        return match finish::stored_run(app, run_id).await.map_err(finish_error)? {
+        return match finish::stored_run(app, run_id)
+            .await
+            .map_err(finish_error)?
+        {
             Some(stored) => Ok(Current::Stored(stored)),
             None => Err(no_such_run(run_id)),
         };
@@ -155,6 +158,11 @@ fn finish_error(e: FinishError) -> ApiError {
         e @ (FinishError::RunExists(_) | FinishError::Busy(_)) => ApiError::Reason {
             status: StatusCode::CONFLICT,
             reason: e.to_string(),
+        },
+        // Nothing was stored; the worker retries 5xx with back-off.
+        FinishError::StoreFailed(reason) => ApiError::Reason {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason,
         },
         FinishError::Internal(e) => ApiError::Internal(e),
     }
@@ -463,13 +471,18 @@ mod tests {
             (400, "nested multi-part".into())
         );
         let (h, b) = body(&[("x", Some("../escape"), "text/plain", "y")]);
-        assert_eq!(text(read_upload(&h, b, TEST_LIMITS).await.unwrap_err()).0, 400);
+        assert_eq!(
+            text(read_upload(&h, b, TEST_LIMITS).await.unwrap_err()).0,
+            400
+        );
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let e = read_upload(&h, Body::from("{}"), TEST_LIMITS).await.unwrap_err();
+        let e = read_upload(&h, Body::from("{}"), TEST_LIMITS)
+            .await
+            .unwrap_err();
         assert!(matches!(e, ApiError::Reason { .. }));
     }
 }

@@ -1,0 +1,253 @@
+//! Dependency faults against an in-process runner (issue 16): the test owns
+//! a Redis server of its own on a loopback port, kills it and brings it back
+//! on the same port. Each loop below is bounded in count and time.
+
+use janitor_harness::testing::{finish_body, TestRunner};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str =
+    "campaign {\n  name: \"fix\"\n  default_empty: true\n  generic_build {\n  }\n}\n";
+
+/// A redis-server on 127.0.0.1:`port` without persistence, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start(port: u16, dir: tempfile::TempDir) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (ci/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it (SIGKILL, as a crash) and give its directory back.
+    fn kill(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (self.port, dir)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn seed(t: &TestRunner, items: usize) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&t.services.db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3'))")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for i in 0..items {
+        sqlx::query("INSERT INTO codebase (name, vcs_type) VALUES ($1, 'git')")
+            .bind(format!("cb{i}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO queue (codebase, suite, command, bucket) VALUES ($1, 'fix', 'true', 'default')")
+            .bind(format!("cb{i}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn assign(t: &TestRunner) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let resp = t
+        .http
+        .post(t.admin("/active-runs"))
+        .json(&json!({"worker": "w1"}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body, started.elapsed())
+}
+
+/// Redis killed for 3 s: requests answer 503 `{"reason"}` within 2 s and
+/// `/ready` says why; once Redis is back an assign succeeds within 5 s, and
+/// a run assigned before the outage is finished normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_fails_fast_and_recovers_within_seconds() {
+    let redis = Redis::start(free_port(), tempfile::tempdir().unwrap());
+    let url = redis.url();
+    let t = TestRunner::start_with(CONFIG, |s, _| s.redis_url = url)
+        .await
+        .expect("runner");
+    seed(&t, 3).await;
+    let (status, before, _) = assign(&t).await;
+    assert_eq!(status, 201, "{before}");
+    let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+
+    let (port, dir) = redis.kill();
+    let outage = Instant::now();
+    let mut seen = 0;
+    while outage.elapsed() < Duration::from_secs(3) {
+        let (status, body, took) = assign(&t).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["reason"].as_str().is_some_and(|r| r.contains("Redis")),
+            "{body}"
+        );
+        assert!(took < Duration::from_secs(2), "answered after {took:?}");
+        seen += 1;
+        let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen >= 2);
+
+    // Back on the same port, empty (no persistence): the runner reconnects.
+    let redis = Redis::start(port, dir);
+    let back = Instant::now();
+    let recovered = loop {
+        let (status, body, _) = assign(&t).await;
+        if status == 201 {
+            break back.elapsed();
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not recovered 5 s after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("redis outage: {seen} requests answered 503 during it; recovered {recovered:?} after Redis returned");
+    let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    drop(redis);
+    t.runner.shutdown().await.unwrap();
+}
+
+/// Without a backup store, a finish whose log store fails answers a
+/// retryable 5xx, stores nothing and leaves no file; with one, the log goes
+/// to the backup and the result is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_log_store_goes_to_the_backup() {
+    let t = TestRunner::start_with(CONFIG, |s, dir| {
+        // A log location that cannot be a directory: every import fails.
+        std::fs::write(dir.join("not-a-dir"), "").unwrap();
+        s.logs_location = Some(dir.join("not-a-dir").display().to_string());
+        std::fs::create_dir_all(dir.join("backup")).unwrap();
+        s.backup_directory = Some(dir.join("backup"));
+    })
+    .await
+    .expect("runner");
+    let run = t.queue_and_register("fail", "fix", "true").await.unwrap();
+    let (ct, body) = finish_body(
+        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
+        &[("worker.log", b"kept\n")],
+    );
+    let resp = t
+        .http
+        .post(t.admin(&format!("/active-runs/{}/finish", run.log_id)))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let backed_up = t
+        .dir
+        .path()
+        .join(format!("backup/logs/fail/{}/worker.log.gz", run.log_id));
+    assert!(
+        backed_up.exists(),
+        "no backup copy at {}",
+        backed_up.display()
+    );
+    t.runner.shutdown().await.unwrap();
+}
+
+/// Without a backup store the same failure is a retryable 503 with the
+/// reason; no run is stored and the run stays active for the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_backup_a_failing_log_store_is_a_503() {
+    let t = TestRunner::start_with(CONFIG, |s, dir| {
+        std::fs::write(dir.join("not-a-dir"), "").unwrap();
+        s.logs_location = Some(dir.join("not-a-dir").display().to_string());
+    })
+    .await
+    .expect("runner");
+    let run = t
+        .queue_and_register("nobackup", "fix", "true")
+        .await
+        .unwrap();
+    let (ct, body) = finish_body(
+        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
+        &[("worker.log", b"lost?\n")],
+    );
+    let resp = t
+        .http
+        .post(t.admin(&format!("/active-runs/{}/finish", run.log_id)))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let reason: Value = resp.json().await.unwrap();
+    assert!(
+        reason["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("worker.log")),
+        "{reason}"
+    );
+    assert!(janitor_runner::state::get(&t.runner.app, &run.log_id)
+        .await
+        .unwrap()
+        .is_some());
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&t.services.db.url)
+        .await
+        .unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
+    t.runner.shutdown().await.unwrap();
+}
