@@ -118,7 +118,7 @@ fn no_such_run(run_id: &str) -> ApiError {
 /// What a finish request is about.
 enum Current {
     /// The active run, still the current run of its queue item.
-    Active(ActiveRun),
+    Active(Box<ActiveRun>),
     /// A run that is stored already: this finish is a retry
     /// (divergence-policy §3).
     Stored(crate::db::runs::StoredRun),
@@ -146,7 +146,7 @@ async fn current_run(app: &AppState, run_id: &str) -> Result<Current, ApiError> 
             ),
         });
     }
-    Ok(Current::Active(run))
+    Ok(Current::Active(Box::new(run)))
 }
 
 fn finish_error(e: FinishError) -> ApiError {
