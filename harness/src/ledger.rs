@@ -792,4 +792,83 @@ reason = "we keep every row"
         assert_eq!(lookup(&v, "a.b[1].c"), Some(&json!(2)));
         assert_eq!(lookup(&v, "a.x"), None);
     }
+
+    /// Issue 15 item 5: each entry matches its cause only. Steps of other
+    /// causes that share route and recorded status must not match it.
+    #[test]
+    fn entries_match_only_their_cause_in_the_recordings() {
+        let ledger = Ledger::load(&crate::golden_dir().join("divergences.toml")).unwrap();
+        let entry = |id: &str| {
+            ledger
+                .divergence
+                .iter()
+                .find(|d| d.id == id)
+                .unwrap_or_else(|| panic!("no entry {id}"))
+        };
+        let golden = |name: &str| {
+            Scenario::load(&crate::golden_dir().join(format!("{name}.json"))).unwrap()
+        };
+        let cases: &[(&str, &str, usize, bool)] = &[
+            // The unregistered-worker 500 vs a too-long upload name and Z times.
+            ("finish-unregistered-worker-stored", "finish-unregistered-worker", 1, true),
+            ("finish-unregistered-worker-stored", "finish-long-upload-filename", 1, false),
+            ("finish-unregistered-worker-stored", "finish-result-without-code", 1, false),
+            ("finish-name-too-long-400", "finish-long-upload-filename", 1, true),
+            ("finish-name-too-long-400", "finish-unregistered-worker", 1, false),
+            ("finish-zoned-times-accepted", "finish-result-without-code", 1, true),
+            ("finish-zoned-times-accepted", "finish-unregistered-worker", 1, false),
+            // Malformed codebases vs the empty list.
+            ("codebases-upload-malformed-400", "codebases-empty-list", 0, false),
+            ("codebases-upload-malformed-400", "codebases-upload-malformed", 0, true),
+            ("codebases-empty-list-200", "codebases-empty-list", 0, true),
+            ("codebases-empty-list-200", "codebases-upload-malformed", 0, false),
+            // A retry of a stored run vs a finish of an unknown run.
+            ("finish-retry-answers-stored", "finish-retried-after-success", 2, true),
+            ("finish-retry-answers-stored", "finish-unknown-run", 0, false),
+            // Another worker's finish vs the run's own worker.
+            ("public-finish-by-other-worker-403", "public-finish-by-other-worker", 1, true),
+            ("public-finish-by-other-worker-403", "public-finish-good-creds", 1, false),
+            // NUL in credentials vs other malformed worker-facing assigns.
+            ("nul-in-credentials-401", "nul-characters", 0, true),
+            ("public-assign-malformed-400", "nul-characters", 0, false),
+            ("public-assign-malformed-400", "public-malformed-bodies", 0, true),
+            ("public-assign-malformed-400", "public-assign-campaign-filter", 0, false),
+            // The unregistered worker's abort vs the campaign filter's 500.
+            ("assign-abort-unregistered-worker-goes-on", "assign-abort-unregistered-worker-other", 0, true),
+            ("assign-abort-unregistered-worker-goes-on", "assign-campaign-filter", 0, false),
+            // A non-http backchannel vs an http one.
+            ("public-backchannel-scheme-400", "public-assign-backchannel-urls", 2, true),
+            ("public-backchannel-scheme-400", "public-assign-backchannel-urls", 0, false),
+        ];
+        for (id, name, step, expected) in cases {
+            assert_eq!(
+                entry(id).applies(&golden(name), *step),
+                *expected,
+                "{id} at {name} steps[{step}]"
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_read_nul_regexes_and_the_raw_request() {
+        let nul = Check {
+            path: String::new(),
+            equals: None,
+            is: Some("has-nul".into()),
+            matches: None,
+        };
+        assert!(nul.holds(&json!({"a": ["x\u{0}y"]})));
+        assert!(nul.holds(&json!("Basic d29ya2VyLTE6czNjcmV0AA==")));
+        assert!(!nul.holds(&json!("Basic d29ya2VyLTE6czNjcmV0")));
+        assert!(!nul.holds(&json!({"a": 1})));
+        let re = Check {
+            path: "t".into(),
+            equals: None,
+            is: None,
+            matches: Some("Z$".into()),
+        };
+        assert!(re.holds(&json!({"t": "2026-01-01T00:00:00Z"})));
+        assert!(!re.holds(&json!({"t": "2026-01-01T00:00:00"})));
+        assert!(!re.holds(&json!({"t": 5})));
+    }
 }

@@ -251,3 +251,23 @@ async fn without_a_backup_a_failing_log_store_is_a_503() {
     assert_eq!(runs, 0);
     t.runner.shutdown().await.unwrap();
 }
+
+/// An assign that fails after its claim (here: the campaign's distribution
+/// is missing from janitor.conf, found only once the item is claimed)
+/// releases the claim before it answers: no orphan claim, no active run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assign_failing_after_its_claim_releases_it() {
+    let config = "campaign {\n  name: \"fix\"\n  default_empty: true\n  debian_build {\n    base_distribution: \"nowhere\"\n  }\n}\n";
+    let t = TestRunner::start(config).await.expect("runner");
+    seed(&t, 1).await;
+    let (status, body, _) = assign(&t).await;
+    assert_eq!(status, 500, "{body}");
+    let app = &t.runner.app;
+    assert_eq!(janitor_runner::state::active_run_count(app).await.unwrap(), 0);
+    assert_eq!(janitor_runner::state::claim_holder(app, 1).await.unwrap(), None);
+    // The item is still queued and can be claimed again at once.
+    let (status, _, _) = assign(&t).await;
+    assert_eq!(status, 500);
+    assert_eq!(janitor_runner::state::claim_holder(app, 1).await.unwrap(), None);
+    t.runner.shutdown().await.unwrap();
+}
