@@ -48,6 +48,11 @@ struct Flags {
     gcp_logging: bool,
     #[arg(long)]
     debug: bool,
+    /// Start without the keepalive watchdog (the goldens were recorded
+    /// without one, so replays of any runner are comparable; not for
+    /// production).
+    #[arg(long = "no-watchdog")]
+    no_watchdog: bool,
     /// Most parts (files) one finish upload may carry; more is a 400.
     #[arg(long = "max-upload-parts", default_value_t = janitor_runner::settings::DEFAULT_MAX_UPLOAD_PARTS)]
     max_upload_parts: usize,
@@ -128,6 +133,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     settings.dep_server_url = flags.public_dep_server_url;
     settings.apt_archive_url = flags.public_apt_archive_location;
     settings.use_cached_only = flags.use_cached_only;
+    settings.watchdog = !flags.no_watchdog;
     settings.max_upload_parts = flags.max_upload_parts;
     settings.max_upload_bytes = flags.max_upload_bytes;
     let _ = (flags.pre_check, flags.post_check);
