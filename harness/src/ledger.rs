@@ -805,40 +805,139 @@ reason = "we keep every row"
                 .find(|d| d.id == id)
                 .unwrap_or_else(|| panic!("no entry {id}"))
         };
-        let golden = |name: &str| {
-            Scenario::load(&crate::golden_dir().join(format!("{name}.json"))).unwrap()
-        };
+        let golden =
+            |name: &str| Scenario::load(&crate::golden_dir().join(format!("{name}.json"))).unwrap();
         let cases: &[(&str, &str, usize, bool)] = &[
             // The unregistered-worker 500 vs a too-long upload name and Z times.
-            ("finish-unregistered-worker-stored", "finish-unregistered-worker", 1, true),
-            ("finish-unregistered-worker-stored", "finish-long-upload-filename", 1, false),
-            ("finish-unregistered-worker-stored", "finish-result-without-code", 1, false),
-            ("finish-name-too-long-400", "finish-long-upload-filename", 1, true),
-            ("finish-name-too-long-400", "finish-unregistered-worker", 1, false),
-            ("finish-zoned-times-accepted", "finish-result-without-code", 1, true),
-            ("finish-zoned-times-accepted", "finish-unregistered-worker", 1, false),
+            (
+                "finish-unregistered-worker-stored",
+                "finish-unregistered-worker",
+                1,
+                true,
+            ),
+            (
+                "finish-unregistered-worker-stored",
+                "finish-long-upload-filename",
+                1,
+                false,
+            ),
+            (
+                "finish-unregistered-worker-stored",
+                "finish-result-without-code",
+                1,
+                false,
+            ),
+            (
+                "finish-name-too-long-400",
+                "finish-long-upload-filename",
+                1,
+                true,
+            ),
+            (
+                "finish-name-too-long-400",
+                "finish-unregistered-worker",
+                1,
+                false,
+            ),
+            (
+                "finish-zoned-times-accepted",
+                "finish-result-without-code",
+                1,
+                true,
+            ),
+            (
+                "finish-zoned-times-accepted",
+                "finish-unregistered-worker",
+                1,
+                false,
+            ),
             // Malformed codebases vs the empty list.
-            ("codebases-upload-malformed-400", "codebases-empty-list", 0, false),
-            ("codebases-upload-malformed-400", "codebases-upload-malformed", 0, true),
+            (
+                "codebases-upload-malformed-400",
+                "codebases-empty-list",
+                0,
+                false,
+            ),
+            (
+                "codebases-upload-malformed-400",
+                "codebases-upload-malformed",
+                0,
+                true,
+            ),
             ("codebases-empty-list-200", "codebases-empty-list", 0, true),
-            ("codebases-empty-list-200", "codebases-upload-malformed", 0, false),
+            (
+                "codebases-empty-list-200",
+                "codebases-upload-malformed",
+                0,
+                false,
+            ),
             // A retry of a stored run vs a finish of an unknown run.
-            ("finish-retry-answers-stored", "finish-retried-after-success", 2, true),
-            ("finish-retry-answers-stored", "finish-unknown-run", 0, false),
+            (
+                "finish-retry-answers-stored",
+                "finish-retried-after-success",
+                2,
+                true,
+            ),
+            (
+                "finish-retry-answers-stored",
+                "finish-unknown-run",
+                0,
+                false,
+            ),
             // Another worker's finish vs the run's own worker.
-            ("public-finish-by-other-worker-403", "public-finish-by-other-worker", 1, true),
-            ("public-finish-by-other-worker-403", "public-finish-good-creds", 1, false),
+            (
+                "public-finish-by-other-worker-403",
+                "public-finish-by-other-worker",
+                1,
+                true,
+            ),
+            (
+                "public-finish-by-other-worker-403",
+                "public-finish-good-creds",
+                1,
+                false,
+            ),
             // NUL in credentials vs other malformed worker-facing assigns.
             ("nul-in-credentials-401", "nul-characters", 0, true),
             ("public-assign-malformed-400", "nul-characters", 0, false),
-            ("public-assign-malformed-400", "public-malformed-bodies", 0, true),
-            ("public-assign-malformed-400", "public-assign-campaign-filter", 0, false),
+            (
+                "public-assign-malformed-400",
+                "public-malformed-bodies",
+                0,
+                true,
+            ),
+            (
+                "public-assign-malformed-400",
+                "public-assign-campaign-filter",
+                0,
+                false,
+            ),
             // The unregistered worker's abort vs the campaign filter's 500.
-            ("assign-abort-unregistered-worker-goes-on", "assign-abort-unregistered-worker-other", 0, true),
-            ("assign-abort-unregistered-worker-goes-on", "assign-campaign-filter", 0, false),
+            (
+                "assign-abort-unregistered-worker-goes-on",
+                "assign-abort-unregistered-worker-other",
+                0,
+                true,
+            ),
+            (
+                "assign-abort-unregistered-worker-goes-on",
+                "assign-campaign-filter",
+                0,
+                false,
+            ),
             // A non-http backchannel vs an http one.
-            ("public-backchannel-scheme-400", "public-assign-backchannel-urls", 2, true),
-            ("public-backchannel-scheme-400", "public-assign-backchannel-urls", 0, false),
+            (
+                "public-backchannel-scheme-400",
+                "public-assign-backchannel-urls",
+                2,
+                true,
+            ),
+            (
+                "public-backchannel-scheme-400",
+                "public-assign-backchannel-urls",
+                0,
+                false,
+            ),
         ];
         for (id, name, step, expected) in cases {
             assert_eq!(

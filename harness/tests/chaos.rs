@@ -263,11 +263,65 @@ async fn an_assign_failing_after_its_claim_releases_it() {
     let (status, body, _) = assign(&t).await;
     assert_eq!(status, 500, "{body}");
     let app = &t.runner.app;
-    assert_eq!(janitor_runner::state::active_run_count(app).await.unwrap(), 0);
-    assert_eq!(janitor_runner::state::claim_holder(app, 1).await.unwrap(), None);
+    assert_eq!(
+        janitor_runner::state::active_run_count(app).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        janitor_runner::state::claim_holder(app, 1).await.unwrap(),
+        None
+    );
     // The item is still queued and can be claimed again at once.
     let (status, _, _) = assign(&t).await;
     assert_eq!(status, 500);
-    assert_eq!(janitor_runner::state::claim_holder(app, 1).await.unwrap(), None);
+    assert_eq!(
+        janitor_runner::state::claim_holder(app, 1).await.unwrap(),
+        None
+    );
+    t.runner.shutdown().await.unwrap();
+}
+
+/// Half-sent requests and idle connections cannot hold the runner: a client
+/// that does not finish its headers is closed after the header-read
+/// timeout, and connections past the limit are closed at once while the
+/// ones within it are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_surplus_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestRunner::start_with(CONFIG, |s, _| {
+        s.header_read_timeout = Duration::from_secs(1);
+        s.max_connections = 2;
+    })
+    .await
+    .expect("runner");
+    let addr = t.runner.admin_addr;
+    // Half a request: closed by the runner after about a second.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A third connection while two are open: closed at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf))
+        .await
+        .expect("the surplus connection is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the surplus connection was served");
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .expect("the half-sent request is closed by the header-read timeout")
+        .unwrap_or(0);
+    let closed_after = started.elapsed();
+    assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    let _ = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    // Both slots are free again: a normal request is served.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = t.http.get(t.admin("/health")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     t.runner.shutdown().await.unwrap();
 }

@@ -53,6 +53,16 @@ struct Flags {
     /// production).
     #[arg(long = "no-watchdog")]
     no_watchdog: bool,
+    /// Open connections per app; a connection past it is closed at once.
+    #[arg(long = "max-connections", default_value_t = janitor_runner::settings::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (idle keep-alive
+    /// connections are closed after it too).
+    #[arg(long = "header-read-timeout", default_value_t = janitor_runner::settings::DEFAULT_HEADER_READ_TIMEOUT)]
+    header_read_timeout: u64,
+    /// Seconds a shutdown (SIGTERM) waits for in-flight requests.
+    #[arg(long = "shutdown-timeout", default_value_t = janitor_runner::settings::DEFAULT_SHUTDOWN_TIMEOUT)]
+    shutdown_timeout: u64,
     /// Most parts (files) one finish upload may carry; more is a 400.
     #[arg(long = "max-upload-parts", default_value_t = janitor_runner::settings::DEFAULT_MAX_UPLOAD_PARTS)]
     max_upload_parts: usize,
@@ -85,6 +95,7 @@ fn main() -> std::process::ExitCode {
         ));
     }
     janitor_runner::tls::install_crypto_provider();
+    janitor_runner::server::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +145,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     settings.apt_archive_url = flags.public_apt_archive_location;
     settings.use_cached_only = flags.use_cached_only;
     settings.watchdog = !flags.no_watchdog;
+    settings.max_connections = flags.max_connections;
+    settings.header_read_timeout = std::time::Duration::from_secs(flags.header_read_timeout);
+    settings.shutdown_timeout = std::time::Duration::from_secs(flags.shutdown_timeout);
     settings.max_upload_parts = flags.max_upload_parts;
     settings.max_upload_bytes = flags.max_upload_bytes;
     let _ = (flags.pre_check, flags.post_check);

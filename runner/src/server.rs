@@ -75,13 +75,23 @@ impl Runner {
         let public_addr = match public_listener {
             Some(l) => {
                 let addr = l.local_addr()?;
-                servers.push(serve(l, http::public::router(app.clone()), rx.clone()));
+                servers.push(serve(
+                    l,
+                    http::public::router(app.clone()),
+                    rx.clone(),
+                    ServeLimits::of(&app.settings),
+                ));
                 Some(addr)
             }
             None => None,
         };
         let admin_addr = admin_listener.local_addr()?;
-        servers.push(serve(admin_listener, http::admin::router(app.clone()), rx));
+        servers.push(serve(
+            admin_listener,
+            http::admin::router(app.clone()),
+            rx,
+            ServeLimits::of(&app.settings),
+        ));
 
         // Active runs live in Redis, so a restarted runner resumes watching them.
         let watchdog = app
@@ -152,16 +162,100 @@ async fn bind(address: &str, port: u16) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {address}:{port}"))
 }
 
+/// What one app's accept loop enforces (flags of the same names).
+#[derive(Debug, Clone, Copy)]
+struct ServeLimits {
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+    shutdown_timeout: std::time::Duration,
+}
+
+impl ServeLimits {
+    fn of(s: &Settings) -> ServeLimits {
+        ServeLimits {
+            max_connections: s.max_connections,
+            header_read_timeout: s.header_read_timeout,
+            shutdown_timeout: s.shutdown_timeout,
+        }
+    }
+}
+
+/// The accept loop of one app. Written on hyper directly rather than with
+/// `axum::serve`, which offers no header-read timeout, connection limit or
+/// shutdown deadline: a client that never finishes its headers (or an idle
+/// keep-alive connection) is closed after `header_read_timeout`, connections
+/// past `max_connections` are closed at once, accept errors (EMFILE) are
+/// logged and retried after a pause, and a shutdown waits for in-flight
+/// requests at most `shutdown_timeout`.
 fn serve(
     listener: TcpListener,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
+    limits: ServeLimits,
 ) -> JoinHandle<std::io::Result<()>> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    limit = limits.max_connections,
+                    "connection limit reached; closing a new connection"
+                );
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(slot);
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
             .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?limits.shutdown_timeout, "shutdown deadline reached; closing connections with requests in flight");
+        }
+        Ok(())
     })
+}
+
+/// Raise the soft limit on open files to the hard limit: every connection
+/// and upload holds descriptors, and the default soft limit (1024) is far
+/// below what a busy runner needs.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
 }

@@ -36,7 +36,21 @@ pub struct Settings {
     pub max_upload_parts: usize,
     /// Most bytes of files one finish upload may carry (`--max-upload-bytes`).
     pub max_upload_bytes: u64,
+    /// Open connections per app; more are closed at once (`--max-connections`).
+    pub max_connections: usize,
+    /// A client must send a request's headers within this, idle keep-alive
+    /// connections included (`--header-read-timeout`, seconds).
+    pub header_read_timeout: std::time::Duration,
+    /// How long a shutdown waits for in-flight requests (`--shutdown-timeout`).
+    pub shutdown_timeout: std::time::Duration,
 }
+
+/// Default of `--max-connections` (per app).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of `--header-read-timeout`, seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 30;
+/// Default of `--shutdown-timeout`, seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
 
 /// Default of `--max-upload-parts`: a Debian build uploads a few dozen files.
 pub const DEFAULT_MAX_UPLOAD_PARTS: usize = 1000;
@@ -67,6 +81,9 @@ impl Settings {
             db_max_connections: 10,
             max_upload_parts: DEFAULT_MAX_UPLOAD_PARTS,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT),
+            shutdown_timeout: std::time::Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT),
         }
     }
 }
