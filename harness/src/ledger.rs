@@ -428,6 +428,47 @@ impl Ledger {
             if !ids.insert(d.id.clone()) {
                 anyhow::bail!("{}: duplicate divergence id {:?}", path.display(), d.id);
             }
+            // A condition that can never hold would silently widen an
+            // entry (inside request_unless) or kill it: refuse it here.
+            for c in d
+                .request_when
+                .iter()
+                .chain(&d.request_unless)
+                .chain(&d.when)
+                .chain(&d.expect)
+            {
+                if let Some(kind) = &c.is {
+                    const KINDS: &[&str] = &[
+                        "null", "string", "number", "bool", "array", "object", "present", "absent",
+                        "empty", "has-nul",
+                    ];
+                    if !KINDS.contains(&kind.as_str()) {
+                        anyhow::bail!(
+                            "{}: divergence {:?}: unknown kind {kind:?}",
+                            path.display(),
+                            d.id
+                        );
+                    }
+                }
+                if let Some(re) = &c.matches {
+                    regex::Regex::new(re).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: divergence {:?}: bad regex {re:?}: {e}",
+                            path.display(),
+                            d.id
+                        )
+                    })?;
+                }
+            }
+            if let Some(w) = &d.worker {
+                if w != "unregistered" && w != "not-the-runs" {
+                    anyhow::bail!(
+                        "{}: divergence {:?}: unknown worker condition {w:?}",
+                        path.display(),
+                        d.id
+                    );
+                }
+            }
             if d.differs.is_empty() && d.superset.is_empty() {
                 anyhow::bail!(
                     "{}: divergence {:?} names no path that differs",

@@ -534,3 +534,37 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
         assert!(finished.contains(field), "{field} missing: {finished}");
     }
 }
+
+/// A run the watchdog aborted (and stored) is not the worker's to store any
+/// more: its late upload is a 404 (final), not a 201 hiding a lost result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_after_an_abort_is_not_answered_as_a_retry() {
+    let t = start(None).await;
+    let run = t
+        .queue_and_register("aborted", "fix", "true")
+        .await
+        .unwrap();
+    let abort = watchdog::Abort {
+        code: "worker-timeout",
+        description: "No keepalives received in 1:01:00.".into(),
+        transient: true,
+    };
+    watchdog::abort_run(&t.runner.app, &run, &abort)
+        .await
+        .unwrap();
+    let (status, body) = finish(
+        &t,
+        t.admin(&format!("/active-runs/{}/finish", run.log_id)),
+        None,
+        b"late\n",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("worker-timeout")),
+        "{body}"
+    );
+    t.runner.shutdown().await.unwrap();
+}

@@ -647,27 +647,51 @@ async fn claim_next<'a>(
             }
             Err(e) => return Err(e.into()),
         }
-        // The item may have been finished (deleted, then released) between
-        // our SELECT and our claim: then the claim is stale. One indexed
-        // lookup closes the double hand-out upstream suffers from.
-        if !db::queue::exists(conn, &item).await? {
-            state::withdraw(app, &run).await?;
-            assigned.push(item.id);
-            continue;
+        match check_claimed(app, conn, &item, &run).await {
+            Ok(Claimed::Usable(campaign)) => return Ok((item, campaign, run)),
+            Ok(Claimed::Skipped) => assigned.push(item.id),
+            Err(e) => {
+                release_failed_claim(app, &run).await;
+                return Err(e);
+            }
         }
-        state::announce(app, &run).await?;
-        let Some(campaign) = app.config.campaign(&item.campaign) else {
-            tracing::warn!(campaign = %item.campaign, "unknown campaign");
-            let description = format!("Campaign {} unknown", item.campaign);
-            abort(app, &run, "unknown-campaign", &description).await?;
-            continue;
-        };
-        if !campaign.default_empty && !run.vcs_info.contains_key("branch_url") {
-            abort(app, &run, "not-in-vcs", "No VCS URL known for codebase.").await?;
-            continue;
-        }
-        return Ok((item, campaign, run));
     }
+}
+
+/// What became of a claimed item.
+enum Claimed<'a> {
+    Usable(&'a crate::config::Campaign),
+    /// Withdrawn (stale claim) or aborted (unknown campaign, no VCS URL).
+    Skipped,
+}
+
+/// The checks between the claim and the assignment; an error here leaves
+/// the claim for the caller to release.
+async fn check_claimed<'a>(
+    app: &'a Arc<App>,
+    conn: &mut sqlx::PgConnection,
+    item: &db::queue::NextItem,
+    run: &ActiveRun,
+) -> Result<Claimed<'a>, AssignError> {
+    // The item may have been finished (deleted, then released) between
+    // our SELECT and our claim: then the claim is stale. One indexed
+    // lookup closes the double hand-out upstream suffers from.
+    if !db::queue::exists(conn, item).await? {
+        state::withdraw(app, run).await?;
+        return Ok(Claimed::Skipped);
+    }
+    state::announce(app, run).await?;
+    let Some(campaign) = app.config.campaign(&item.campaign) else {
+        tracing::warn!(campaign = %item.campaign, "unknown campaign");
+        let description = format!("Campaign {} unknown", item.campaign);
+        abort(app, run, "unknown-campaign", &description).await?;
+        return Ok(Claimed::Skipped);
+    };
+    if !campaign.default_empty && !run.vcs_info.contains_key("branch_url") {
+        abort(app, run, "not-in-vcs", "No VCS URL known for codebase.").await?;
+        return Ok(Claimed::Skipped);
+    }
+    Ok(Claimed::Usable(campaign))
 }
 
 /// Open the branch, find a resume, build the config (§4.3–§4.6) for the

@@ -13,6 +13,7 @@ use crate::types::result::{
     BuilderResult, DebianResult, InvalidResult, JanitorResult, WorkerResult,
 };
 use crate::types::ActiveRun;
+use chrono::{NaiveDateTime, Timelike};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ pub enum FinishError {
     /// stored and the worker may retry (503).
     #[error("{0}")]
     StoreFailed(String),
+    /// The run was stored by something other than this upload (an abort):
+    /// the upload cannot be stored any more (404, final for the worker).
+    #[error("the run was stored already, as {0}, not from this upload")]
+    StoredOtherwise(String),
     /// Another finish (or abort) of the run holds its finish lock.
     #[error("run {0} is being finished by another request")]
     Busy(String),
@@ -89,7 +94,7 @@ pub async fn answer_stored(
 ) -> Result<Finished, FinishError> {
     if let Some(run) = run {
         let text = crate::pyjson::to_string(&stored.result);
-        if state::release_finished(app, run, &text)
+        if state::release_finished(app, run, &text, false)
             .await
             .map_err(anyhow::Error::from)?
         {
@@ -97,6 +102,19 @@ pub async fn answer_stored(
             state::publish_status(app)
                 .await
                 .map_err(anyhow::Error::from)?;
+            app.metrics
+                .job_last_success
+                .set(app.clock.now().timestamp_micros() as f64 / 1e6);
+            crate::schedule::spawn_reschedule_after_run(
+                app.clone(),
+                stored.result["codebase"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                run.campaign.clone(),
+                run.change_set.clone(),
+                None,
+            );
         }
     }
     Ok(Finished {
@@ -319,7 +337,7 @@ pub async fn finish(
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?
     };
-    let mut result = JanitorResult::from_worker(run, worker, logs.clone());
+    let result = JanitorResult::from_worker(run, worker, logs.clone());
 
     // Nothing is written to the stores before this finish owns the run: a
     // concurrent or late second finish leaves no trace (divergence-policy §3).
@@ -327,11 +345,57 @@ pub async fn finish(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
-    let outcome = finish_owned(app, run, dir, filenames, logs, small, &mut result).await;
-    if let Err(e) = lock.release(app).await {
-        tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
+    // Owned by a task of its own: a worker that disconnects mid-request
+    // cancels the handler, never a half-done store or the lock's release.
+    let (app, run) = (app.clone(), run.clone());
+    tokio::spawn(async move {
+        let outcome = finish_owned(&app, &run, dir, filenames, logs, small, result).await;
+        if let Err(e) = lock.release(&app).await {
+            tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
+        }
+        outcome
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+}
+
+/// Is `stored` what an earlier attempt of this very upload stored? The
+/// worker's retry sends the same times; an abort by the watchdog or by
+/// assign stored its own finish time.
+pub fn same_attempt(
+    start: NaiveDateTime,
+    finish: NaiveDateTime,
+    stored: &db::runs::StoredRun,
+) -> bool {
+    let micros = |t: NaiveDateTime| {
+        let t = t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t);
+        serde_json::Value::String(crate::types::time::isoformat(&t))
+    };
+    stored.result.get("start_time") == Some(&micros(start))
+        && stored.result.get("finish_time") == Some(&micros(finish))
+}
+
+/// The answer to a finish of a stored run: the stored result when this
+/// upload is a retry of the attempt that stored it, else 404 (the run was
+/// stored otherwise, e.g. aborted; the worker treats 404 as final).
+pub async fn answer_retry(
+    app: &Arc<App>,
+    run: Option<&ActiveRun>,
+    stored: db::runs::StoredRun,
+    filenames: Vec<String>,
+    times: Option<(NaiveDateTime, NaiveDateTime)>,
+) -> Result<Finished, FinishError> {
+    let code = stored.result["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let same = times.is_some_and(|(start, finish)| same_attempt(start, finish, &stored));
+    let answer = answer_stored(app, run, stored, filenames).await?;
+    if same {
+        Ok(answer)
+    } else {
+        Err(FinishError::StoredOtherwise(code))
     }
-    outcome
 }
 
 /// The rest of [`finish`], holding the run's finish lock.
@@ -342,12 +406,14 @@ async fn finish_owned(
     filenames: Vec<String>,
     logs: Vec<String>,
     small: bool,
-    result: &mut JanitorResult,
+    mut result: JanitorResult,
 ) -> Result<Finished, FinishError> {
+    let result = &mut result;
     // Stored meanwhile by the attempt we waited for, or by one that
     // crashed between its commit and its release in Redis.
     if let Some(stored) = stored_run(app, &run.log_id).await? {
-        return answer_stored(app, Some(run), stored, filenames).await;
+        let times = (result.start_time.utc(), result.finish_time.utc());
+        return answer_retry(app, Some(run), stored, filenames, Some(times)).await;
     }
     let path: PathBuf = dir.path().to_path_buf();
     import_logs(app, run, &path, &logs, result).await?;
@@ -573,7 +639,7 @@ async fn store_finished(
         "run finished"
     );
 
-    state::release_finished(app, run, &crate::pyjson::to_string(&result.to_json()))
+    state::release_finished(app, run, &crate::pyjson::to_string(&result.to_json()), true)
         .await
         .map_err(anyhow::Error::from)?;
     state::publish_status(app)

@@ -195,10 +195,11 @@ static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if raw and raw ~= '' then
-  if ARGV[3] ~= '' then
-    redis.call('PUBLISH', ARGV[3], ARGV[4])
-  end
+local found = raw and raw ~= ''
+if ARGV[3] ~= '' and (found or ARGV[5] == '1') then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+if found then
   redis.call('HDEL', KEYS[1], ARGV[2])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -212,24 +213,27 @@ return raw
 /// round trip instead of two. The stored run is re-read inside the script,
 /// so a run already gone is left alone, as `unclaim` does.
 pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
-    release(app, run, None).await
+    release(app, run, None, false).await
 }
 
 /// After a finished run is stored: PUBLISH its result on `result`, then
-/// [`unclaim_run`], in one round trip. Only a release that finds the run
-/// publishes, so a retried finish completing a release publishes once.
+/// [`unclaim_run`], in one round trip. The attempt that stored the run
+/// publishes `always` (even if Redis lost the run); a retry completing a
+/// release publishes only if it finds the run, so the message goes out once.
 pub async fn release_finished(
     app: &App,
     run: &ActiveRun,
     result: &str,
+    always: bool,
 ) -> Result<bool, StateError> {
-    release(app, run, Some(("result", result))).await
+    release(app, run, Some(("result", result)), always).await
 }
 
 async fn release(
     app: &App,
     run: &ActiveRun,
     message: Option<(&str, &str)>,
+    always: bool,
 ) -> Result<bool, StateError> {
     let (channel, text) = message.unwrap_or_default();
     let mut redis = app.redis.clone();
@@ -241,6 +245,7 @@ async fn release(
         .arg(run.queue_id.to_string())
         .arg(channel)
         .arg(text)
+        .arg(if always { "1" } else { "0" })
         .invoke_async(&mut redis)
         .await?;
     let existed = raw.is_some_and(|r| !r.is_empty());

@@ -402,8 +402,8 @@ struct StoredRow {
     suite: Option<String>,
     change_set: Option<String>,
     result_code: String,
-    start_time: chrono::NaiveDateTime,
-    finish_time: chrono::NaiveDateTime,
+    start_time: Option<chrono::NaiveDateTime>,
+    finish_time: Option<chrono::NaiveDateTime>,
     description: Option<String>,
     failure_stage: Option<String>,
     failure_details: Option<sqlx::types::Json<serde_json::Value>>,
@@ -442,7 +442,10 @@ pub async fn stored_run(conn: &mut PgConnection, id: &str) -> sqlx::Result<Optio
     .bind(id)
     .fetch_all(conn)
     .await?;
-    let (start, finish) = (r.start_time, r.finish_time);
+    // Both are NOT NULL for every run the runner stores; a row written by
+    // other tools without them reads as a zero-length run.
+    let start = r.start_time.or(r.finish_time).unwrap_or_default();
+    let finish = r.finish_time.unwrap_or(start);
     let tags: Value = r
         .tags
         .and_then(|t| serde_json::from_str(&t).ok())

@@ -39,7 +39,8 @@ pub async fn finish(
         }
         Current::Stored(stored) => {
             let upload = read_upload(&headers, body, Limits::of(&app)).await?;
-            finish::answer_stored(&app, None, stored, upload.filenames).await
+            let times = upload_times(&upload)?;
+            finish::answer_retry(&app, None, stored, upload.filenames, times).await
         }
     }
     .map_err(finish_error)?;
@@ -83,7 +84,8 @@ pub async fn public_finish(
     let done = match current {
         Current::Active(run) => finish::finish(&app, &run, upload).await,
         Current::Stored(stored) => {
-            finish::answer_stored(&app, None, stored, upload.filenames).await
+            let times = upload_times(&upload)?;
+            finish::answer_retry(&app, None, stored, upload.filenames, times).await
         }
     }
     .map_err(finish_error)?;
@@ -113,6 +115,19 @@ fn no_such_run(run_id: &str) -> ApiError {
         status: StatusCode::NOT_FOUND,
         reason: format!("no such run {run_id}"),
     }
+}
+
+/// The run's start and finish time as the upload states them (a retry is
+/// recognised by them), refusing a result.json a first finish would refuse.
+fn upload_times(
+    upload: &Upload,
+) -> Result<Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>, ApiError> {
+    let Some(raw) = upload.result_json.as_deref() else {
+        return Ok(None);
+    };
+    let w = crate::types::result::WorkerResult::from_slice(raw)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    Ok(Some((w.start_time.utc(), w.finish_time.utc())))
 }
 
 /// What a finish request is about.
@@ -157,6 +172,10 @@ fn finish_error(e: FinishError) -> ApiError {
         // on 409 and its retry is then answered from the stored run.
         e @ (FinishError::RunExists(_) | FinishError::Busy(_)) => ApiError::Reason {
             status: StatusCode::CONFLICT,
+            reason: e.to_string(),
+        },
+        e @ FinishError::StoredOtherwise(_) => ApiError::Reason {
+            status: StatusCode::NOT_FOUND,
             reason: e.to_string(),
         },
         // Nothing was stored; the worker retries 5xx with back-off.
