@@ -86,6 +86,21 @@ async fn seed(t: &TestRunner, items: usize) {
     }
 }
 
+/// A successful finish of `run_id` with one log.
+async fn post_finish(t: &TestRunner, run_id: &str, log: &[u8]) -> reqwest::Response {
+    let (ct, body) = finish_body(
+        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
+        &[("worker.log", log)],
+    );
+    t.http
+        .post(t.admin(&format!("/active-runs/{run_id}/finish")))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn assign(t: &TestRunner) -> (u16, Value, Duration) {
     let started = Instant::now();
     let resp = t
@@ -172,18 +187,7 @@ async fn a_failing_log_store_goes_to_the_backup() {
     .await
     .expect("runner");
     let run = t.queue_and_register("fail", "fix", "true").await.unwrap();
-    let (ct, body) = finish_body(
-        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
-        &[("worker.log", b"kept\n")],
-    );
-    let resp = t
-        .http
-        .post(t.admin(&format!("/active-runs/{}/finish", run.log_id)))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_finish(&t, &run.log_id, b"kept\n").await;
     assert_eq!(
         resp.status().as_u16(),
         201,
@@ -216,18 +220,7 @@ async fn without_a_backup_a_failing_log_store_is_a_503() {
         .queue_and_register("nobackup", "fix", "true")
         .await
         .unwrap();
-    let (ct, body) = finish_body(
-        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
-        &[("worker.log", b"lost?\n")],
-    );
-    let resp = t
-        .http
-        .post(t.admin(&format!("/active-runs/{}/finish", run.log_id)))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_finish(&t, &run.log_id, b"lost?\n").await;
     assert_eq!(resp.status().as_u16(), 503);
     let reason: Value = resp.json().await.unwrap();
     assert!(

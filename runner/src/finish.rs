@@ -99,22 +99,13 @@ pub async fn answer_stored(
             .map_err(anyhow::Error::from)?
         {
             tracing::info!(run_id = %run.log_id, "retried finish completed the release of a stored run");
-            state::publish_status(app)
-                .await
-                .map_err(anyhow::Error::from)?;
-            app.metrics
-                .job_last_success
-                .set(app.clock.now().timestamp_micros() as f64 / 1e6);
-            crate::schedule::spawn_reschedule_after_run(
-                app.clone(),
-                stored.result["codebase"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                run.campaign.clone(),
-                run.change_set.clone(),
+            after_release(
+                app,
+                run,
+                stored.result["codebase"].as_str().unwrap_or_default(),
                 None,
-            );
+            )
+            .await?;
         }
     }
     Ok(Finished {
@@ -642,6 +633,17 @@ async fn store_finished(
     state::release_finished(app, run, &crate::pyjson::to_string(&result.to_json()), true)
         .await
         .map_err(anyhow::Error::from)?;
+    after_release(app, run, &result.codebase, result.context.clone()).await
+}
+
+/// What follows the release of a stored run, whichever attempt did it: the
+/// status publication, the last-success gauge and the background reschedule.
+async fn after_release(
+    app: &Arc<App>,
+    run: &ActiveRun,
+    codebase: &str,
+    context: Option<String>,
+) -> Result<(), FinishError> {
     state::publish_status(app)
         .await
         .map_err(anyhow::Error::from)?;
@@ -650,10 +652,10 @@ async fn store_finished(
         .set(app.clock.now().timestamp_micros() as f64 / 1e6);
     crate::schedule::spawn_reschedule_after_run(
         app.clone(),
-        result.codebase.clone(),
+        codebase.to_string(),
         run.campaign.clone(),
         run.change_set.clone(),
-        result.context.clone(),
+        context,
     );
     Ok(())
 }
