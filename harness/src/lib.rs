@@ -16,6 +16,7 @@ pub mod scenario;
 pub mod services;
 pub mod target;
 pub mod testing;
+pub mod worker_load;
 
 use std::path::PathBuf;
 

@@ -445,11 +445,6 @@ async fn dump_redis(
     Ok((keys, published))
 }
 
-/// Logs and artifacts stored under the scenario directory (FORMAT.md §6).
-pub fn dump_files(root: &Path) -> anyhow::Result<Value> {
-    files_document(&raw_files(root)?)
-}
-
 /// Stored logs and artifacts as (`logs/…` or `artifacts/…`, raw bytes).
 type RawStore = Vec<(String, Vec<u8>)>;
 

@@ -19,9 +19,21 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16, dir: tempfile::TempDir) -> Redis {
+        Self::spawn(port, dir, false)
+    }
+
+    /// With an append-only file synced on every write, as the README asks
+    /// of production: a killed server comes back with its data.
+    fn start_persistent(port: u16, dir: tempfile::TempDir) -> Redis {
+        Self::spawn(port, dir, true)
+    }
+
+    fn spawn(port: u16, dir: tempfile::TempDir, persist: bool) -> Redis {
+        let aof = if persist { "yes" } else { "no" };
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .args(["--save", "", "--appendonly", aof, "--appendfsync", "always"])
+            .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -37,6 +49,13 @@ impl Redis {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop (SIGSTOP) or continue (SIGCONT) it: a hung server whose
+    /// connections stay open.
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: a signal to a child this test spawned and still owns.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
     }
 
     /// Kill it (SIGKILL, as a crash) and give its directory back.
@@ -316,5 +335,365 @@ async fn slow_and_surplus_connections_are_closed() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let resp = t.http.get(t.admin("/health")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    t.runner.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Faults under a worker-like load (issue 16): simulated workers that retry
+// 5xx and connection errors with back-off and treat 404 as final run
+// against the public app while a fault is injected; afterwards every 201
+// must have its run row (and its `result` message), no queue item may have
+// been handed out twice, and no claim may be left behind.
+
+use janitor_harness::worker_load::{self, Outcome, WorkerLoad};
+
+/// One line of the printed table.
+struct FaultReport {
+    fault: &'static str,
+    outcome: Outcome,
+    lost: usize,
+    orphans: usize,
+    recovery: Option<Duration>,
+}
+
+fn print_table(rows: &[FaultReport]) {
+    println!(
+        "\n{:<34} {:>8} {:>7} {:>6} {:>8} {:>8} {:>9} {:>10}",
+        "fault", "assigned", "req", "errors", "lost", "doubles", "orphans", "recovery"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>8} {:>7} {:>6} {:>8} {:>8} {:>9} {:>10}",
+            r.fault,
+            r.outcome.assigned.len(),
+            r.outcome.requests,
+            r.outcome.errors,
+            r.lost,
+            r.outcome.doubles(),
+            r.orphans,
+            r.recovery
+                .map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+        );
+    }
+}
+
+/// Checks one fault's outcome against the database and Redis; returns the
+/// number of lost results and orphan claims.
+async fn audit(
+    db_url: &str,
+    app: &janitor_runner::app::App,
+    out: &Outcome,
+    messages: Option<&janitor_harness::testing::Messages>,
+) -> (usize, usize) {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(db_url).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM run WHERE id = ANY($1)")
+        .bind(&out.finished)
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let mut lost = out.refused.len() + out.abandoned.len() + out.finished.len() - stored.len();
+    if let Some(m) = messages {
+        let published: std::collections::HashSet<String> = m
+            .taken()
+            .await
+            .iter()
+            .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+            .filter_map(|v| v["log_id"].as_str().map(str::to_string))
+            .collect();
+        lost += out
+            .finished
+            .iter()
+            .filter(|id| !published.contains(*id))
+            .count();
+    }
+    let orphans = janitor_runner::state::active_run_count(app).await.unwrap() as usize;
+    if lost > 0 || orphans > 0 {
+        let mut redis = app.redis.clone();
+        let active: Vec<String> = redis::AsyncCommands::hkeys(&mut redis, "active-runs")
+            .await
+            .unwrap();
+        let assigned: std::collections::HashSet<&String> =
+            out.assigned.iter().map(|(id, _)| id).collect();
+        eprintln!(
+            "refused {:?}, abandoned {:?}, finished without a row {}, orphans {:?} (assigned to a worker: {})",
+            out.refused,
+            out.abandoned,
+            out.finished.len() - stored.len(),
+            active,
+            active.iter().filter(|a| assigned.contains(a)).count()
+        );
+    }
+    (lost, orphans)
+}
+
+/// Every fault of the list, each under 8 workers for a few seconds: Redis
+/// killed and restarted (with its append-only file), Redis hung, PostgreSQL
+/// refusing connections, and one of two runner processes stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_under_worker_load_lose_no_result() {
+    let redis = Redis::start_persistent(free_port(), tempfile::tempdir().unwrap());
+    let redis_url = redis.url();
+    let url = redis_url.clone();
+    let t = TestRunner::start_with(CONFIG, |s, _| s.redis_url = url)
+        .await
+        .expect("runner");
+    janitor_harness::load::seed(&t.services.db.url, 20_000, "fix")
+        .await
+        .unwrap();
+    let load = |urls: Vec<String>| WorkerLoad {
+        urls,
+        user: "load".into(),
+        password: "load".into(),
+        workers: 8,
+        duration: Duration::from_secs(7),
+        give_up: Duration::from_secs(20),
+    };
+    let public = t.public("");
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut check = |r: &FaultReport| {
+        if r.lost > 0 || r.orphans > 0 || r.outcome.doubles() > 0 {
+            failures.push(format!(
+                "{}: {} lost, {} orphan claims, {} doubles",
+                r.fault,
+                r.lost,
+                r.orphans,
+                r.outcome.doubles()
+            ));
+        }
+        if !r.outcome.unexpected.is_empty() {
+            failures.push(format!(
+                "{}: unexpected {:?}",
+                r.fault,
+                &r.outcome.unexpected[..r.outcome.unexpected.len().min(3)]
+            ));
+        }
+        match r.recovery {
+            Some(d) if d <= Duration::from_secs(5) => {}
+            other => failures.push(format!("{}: recovery {other:?}", r.fault)),
+        }
+    };
+
+    // 1. Redis killed (a crash) for 3 s, back with its data.
+    let workers = tokio::spawn(worker_load::run(load(vec![public.clone()])));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (port, dir) = redis.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let redis = Redis::start_persistent(port, dir);
+    let back = Instant::now();
+    let outcome = workers.await.unwrap();
+    // The subscriber would miss what is published while it reconnects, so
+    // this fault checks run rows only.
+    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, None).await;
+    let r = FaultReport {
+        fault: "Redis killed 3 s",
+        recovery: outcome.recovery_after(back),
+        outcome,
+        lost,
+        orphans,
+    };
+    check(&r);
+    rows.push(r);
+
+    // 2. Redis hung (SIGSTOP) for 3 s: connections stay open, nothing answers.
+    let messages = janitor_harness::testing::Messages::subscribe(&redis_url, "result")
+        .await
+        .unwrap();
+    let workers = tokio::spawn(worker_load::run(load(vec![public.clone()])));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.signal(libc::SIGCONT);
+    let back = Instant::now();
+    let outcome = workers.await.unwrap();
+    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
+    let r = FaultReport {
+        fault: "Redis hung 3 s",
+        recovery: outcome.recovery_after(back),
+        outcome,
+        lost,
+        orphans,
+    };
+    check(&r);
+    rows.push(r);
+
+    // 3. PostgreSQL refusing the runner for 3 s: the database closed to new
+    // connections and every open one terminated, again and again.
+    let db_name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&t.runner.app.db)
+        .await
+        .unwrap();
+    let mut maint_url = url::Url::parse(&t.services.db.url).unwrap();
+    maint_url.set_path("/postgres");
+    let workers = tokio::spawn(worker_load::run(load(vec![public.clone()])));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        use sqlx::Connection;
+        let mut maint = sqlx::PgConnection::connect(maint_url.as_str())
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS false"
+        ))
+        .execute(&mut maint)
+        .await
+        .unwrap();
+        let outage = Instant::now();
+        while outage.elapsed() < Duration::from_secs(3) {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(&db_name)
+            .execute(&mut maint)
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true"
+        ))
+        .execute(&mut maint)
+        .await
+        .unwrap();
+    }
+    let back = Instant::now();
+    let outcome = workers.await.unwrap();
+    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
+    let r = FaultReport {
+        fault: "PostgreSQL refusing 3 s",
+        recovery: outcome.recovery_after(back),
+        outcome,
+        lost,
+        orphans,
+    };
+    check(&r);
+    rows.push(r);
+
+    // 4. Two runner processes on one database and Redis, workers spread
+    // over both; one stops (SIGTERM's graceful shutdown) mid-load and its
+    // workers move to the other.
+    let mut settings = t.runner.app.settings.clone();
+    settings.port = 0;
+    settings.public_port = Some(0);
+    let second = janitor_runner::server::Runner::start(settings, janitor_runner::clock::system())
+        .await
+        .unwrap();
+    let second_public = format!("http://{}", second.public_addr.unwrap());
+    let workers = tokio::spawn(worker_load::run(load(vec![public.clone(), second_public])));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = Instant::now();
+    second.shutdown().await.unwrap();
+    let outcome = workers.await.unwrap();
+    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
+    let r = FaultReport {
+        fault: "one of two runners stopped",
+        recovery: outcome.recovery_after(stopped),
+        outcome,
+        lost,
+        orphans,
+    };
+    check(&r);
+    rows.push(r);
+
+    // Across all faults, in the database: no (codebase, campaign) stored twice.
+    let doubles: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(n - 1), 0)::bigint FROM (SELECT count(*) AS n FROM run \
+         GROUP BY codebase, suite HAVING count(*) > 1) d",
+    )
+    .fetch_one(&t.runner.app.db)
+    .await
+    .unwrap();
+    print_table(&rows);
+    println!("runs stored twice for one item, in the database: {doubles}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(doubles, 0);
+    for r in &rows {
+        assert!(
+            r.outcome.finished.len() > 10,
+            "{}: too little load to mean anything",
+            r.fault
+        );
+    }
+    drop(redis);
+    t.runner.shutdown().await.unwrap();
+}
+
+/// Two runner processes' watchdogs on the same overdue runs: each run is
+/// aborted once (one `worker-timeout` row, `result_total` counted once
+/// across both), and the `active_runs` gauges sum to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_watchdogs_abort_each_run_once() {
+    use janitor_runner::clock::ManualClock;
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .unwrap()
+        .into();
+    let clock = std::sync::Arc::new(ManualClock::new(start));
+    let t = TestRunner::start_with_clock(CONFIG, clock.clone(), |_, _| {})
+        .await
+        .expect("runner");
+    let mut settings = t.runner.app.settings.clone();
+    settings.port = 0;
+    settings.public_port = None;
+    let second = janitor_runner::server::Runner::start(settings, clock.clone())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            t.queue_and_register(&format!("dead{i}"), "fix", "true")
+                .await
+                .unwrap()
+                .log_id,
+        );
+    }
+    clock.advance(chrono::TimeDelta::minutes(61));
+    let pass = |app: std::sync::Arc<janitor_runner::app::App>| async move {
+        let aborts = janitor_runner::watchdog::sweep(&app).await.unwrap();
+        let n = aborts.len();
+        futures::future::join_all(
+            aborts
+                .iter()
+                .map(|(run, abort)| janitor_runner::watchdog::abort_run(&app, run, abort)),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+        n
+    };
+    let (a, b) = tokio::join!(pass(t.runner.app.clone()), pass(second.app.clone()));
+    assert!(a + b >= 6, "both sweeps saw the overdue runs: {a} + {b}");
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, result_code FROM run ORDER BY id")
+        .fetch_all(&t.runner.app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(
+        rows.iter().all(|(_, code)| code == "worker-timeout"),
+        "{rows:?}"
+    );
+    let counted = |app: &janitor_runner::app::App, metric: &str| -> f64 {
+        String::from_utf8(app.metrics.render())
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(metric))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        counted(&t.runner.app, "result_total") + counted(&second.app, "result_total"),
+        6.0
+    );
+    assert_eq!(
+        counted(&t.runner.app, "active_runs") + counted(&second.app, "active_runs"),
+        0.0
+    );
+    assert_eq!(
+        janitor_runner::state::active_run_count(&t.runner.app)
+            .await
+            .unwrap(),
+        0
+    );
+    second.shutdown().await.unwrap();
     t.runner.shutdown().await.unwrap();
 }

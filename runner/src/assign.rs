@@ -570,9 +570,9 @@ pub async fn next_item(
     }
 }
 
-/// Best effort: the request is failing already, so a failure here is
-/// logged and the watchdog remains the last resort.
-async fn release_failed_claim(app: &App, run: &ActiveRun) {
+/// The request is failing already: release the claim now if Redis answers,
+/// else in the background until it does (see [`forget_claim_later`]).
+async fn release_failed_claim(app: &Arc<App>, run: &ActiveRun) {
     match state::unclaim_run(app, run).await {
         Ok(true) => {
             tracing::warn!(run_id = %run.log_id, queue_id = run.queue_id, "assignment failed after its claim; claim released");
@@ -582,9 +582,50 @@ async fn release_failed_claim(app: &App, run: &ActiveRun) {
         }
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!(run_id = %run.log_id, error = %e, "releasing the claim of a failed assignment failed")
+            tracing::warn!(run_id = %run.log_id, error = %e, "releasing the claim of a failed assignment failed; retrying in the background");
+            forget_claim_later(app, run, true);
         }
     }
+}
+
+/// Longest a claim nobody holds is retried for in the background.
+const FORGET_CLAIM_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Remove, once Redis answers, a claim no worker was told about: a claim
+/// (or release) that failed on a timeout or a dropped connection may still
+/// have run, or may run later (a hung Redis executes what it had buffered
+/// when it resumes). Retried with back-off, then once more two seconds
+/// after the first success to catch such a late command. Without this the
+/// item stays blocked until the watchdog gives up on a run nobody has.
+fn forget_claim_later(app: &Arc<App>, run: &ActiveRun, announced: bool) {
+    let (app2, run) = (app.clone(), run.clone());
+    app.background.spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut succeeded = false;
+        while started.elapsed() < FORGET_CLAIM_FOR {
+            tokio::time::sleep(pause).await;
+            let forgotten = if announced {
+                state::unclaim_run(&app2, &run).await
+            } else {
+                state::forget_unannounced(&app2, &run).await
+            };
+            match forgotten {
+                Ok(found) => {
+                    if found {
+                        tracing::warn!(run_id = %run.log_id, queue_id = run.queue_id, "claim of a failed assignment released");
+                    }
+                    if succeeded {
+                        return;
+                    }
+                    succeeded = true;
+                    pause = std::time::Duration::from_secs(2);
+                }
+                Err(_) => pause = (pause * 2).min(std::time::Duration::from_secs(2)),
+            }
+        }
+        tracing::error!(run_id = %run.log_id, queue_id = run.queue_id, "could not release the claim of a failed assignment; the watchdog will");
+    });
 }
 
 /// Select queue items in order and claim the first one that can be
@@ -645,7 +686,11 @@ async fn claim_next<'a>(
                 assigned.push(item.id);
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The claim may have been recorded all the same.
+                forget_claim_later(app, &run, false);
+                return Err(e.into());
+            }
         }
         match check_claimed(app, conn, &item, &run).await {
             Ok(Claimed::Usable(campaign)) => return Ok((item, campaign, run)),

@@ -44,25 +44,42 @@ pub fn parse_basic(header: &str) -> Result<(String, String), AuthError> {
 
 /// The worker name if `header` carries valid credentials.
 ///
-/// Unknown names cost the same as known ones: crypt() always runs, against
-/// the stored hash of the name when it exists, else against another
-/// worker's hash (same algorithm and cost) or a fixed one; only a found name
-/// whose hash matches is accepted.
+/// Every attempt costs the same whatever the name, so names cannot be
+/// probed by timing: crypt() runs once per kind of stored hash (algorithm
+/// and cost: bcrypt `$2a$10$`, md5 `$1$`, xdes `_J9..`, des), against the
+/// name's own hash for its kind and against another worker's hash of each
+/// other kind (a fixed md5 hash when there are no workers). A name whose
+/// own hash matches is accepted; a row whose password is not a crypt() hash
+/// never authenticates (crypt() would fail on it).
 pub async fn check_worker(db: &PgPool, header: Option<&str>) -> Result<String, AuthError> {
     let (login, password) = parse_basic(header.unwrap_or_default())?;
-    let (found, matches): (bool, bool) = sqlx::query_as(
-        "SELECT h.found, crypt($2, h.hash) = h.hash FROM ( \
-           SELECT EXISTS (SELECT 1 FROM worker WHERE name = $1) AS found, \
-                  COALESCE((SELECT password FROM worker WHERE name = $1), \
-                           (SELECT password FROM worker ORDER BY name LIMIT 1), \
-                           '$1$dummysal$5bLo2Ukw4.xQo1cX3Bz2E/') AS hash \
-         ) AS h",
+    // `checks` is MATERIALIZED so every crypt() runs: none is skipped by
+    // AND's short-circuit, so the cost does not depend on the name.
+    let matches: Option<bool> = sqlx::query_scalar(
+        "WITH hashes AS ( \
+           SELECT * FROM (SELECT name, password, CASE \
+             WHEN password ~ '^\\$2[abxy]\\$[0-9]{2}\\$.{53}$' THEN left(password, 7) \
+             WHEN password ~ '^\\$1\\$' THEN '$1$' \
+             WHEN password ~ '^_.{19}$' THEN left(password, 5) \
+             WHEN password ~ '^[./0-9A-Za-z]{13}$' THEN 'des' \
+             END AS kind FROM worker) AS w WHERE kind IS NOT NULL), \
+         own AS (SELECT password, kind FROM hashes WHERE name = $1), \
+         kinds AS ( \
+           SELECT DISTINCT ON (kind) kind, password FROM hashes ORDER BY kind, name), \
+         checks AS MATERIALIZED ( \
+           SELECT (o.kind IS NOT NULL) AS own, \
+                  crypt($2, COALESCE(o.password, k.password)) = COALESCE(o.password, k.password) AS m \
+             FROM kinds k LEFT JOIN own o ON o.kind = k.kind \
+           UNION ALL \
+           SELECT false, crypt($2, '$1$dummysal$5bLo2Ukw4.xQo1cX3Bz2E/') = '' \
+             WHERE NOT EXISTS (SELECT 1 FROM hashes)) \
+         SELECT bool_or(own AND m) FROM checks",
     )
     .bind(&login)
     .bind(&password)
     .fetch_one(db)
     .await?;
-    if found && matches {
+    if matches == Some(true) {
         Ok(login)
     } else {
         Err(AuthError::Invalid)

@@ -615,7 +615,10 @@ async fn store_finished(
     // never counts (exact across runner processes).
     app.metrics
         .result
-        .with_label_values(&[run.campaign.as_str(), result.code.as_str()])
+        .with_label_values(&[
+            run.campaign.as_str(),
+            &app.metrics.result_code_label.of(&result.code),
+        ])
         .inc();
     app.metrics
         .build_duration

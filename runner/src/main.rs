@@ -69,6 +69,18 @@ struct Flags {
     /// Most bytes of files one finish upload may carry; more is a 400.
     #[arg(long = "max-upload-bytes", default_value_t = janitor_runner::settings::DEFAULT_MAX_UPLOAD_BYTES)]
     max_upload_bytes: u64,
+    /// Seconds a request body may pause between two pieces; then the
+    /// request is refused (408 for an upload).
+    #[arg(long = "body-idle-timeout", default_value_t = janitor_runner::settings::DEFAULT_BODY_IDLE_TIMEOUT)]
+    body_idle_timeout: u64,
+    /// Longest metric label value taken from a request (worker names,
+    /// result codes, hosts); longer ones are cut.
+    #[arg(long = "metric-label-max-length", default_value_t = janitor_runner::settings::DEFAULT_METRIC_LABEL_MAX_LENGTH)]
+    metric_label_max_length: usize,
+    /// Distinct values each request-fed metric label may take; later values
+    /// are counted under `other`.
+    #[arg(long = "metric-label-max-values", default_value_t = janitor_runner::settings::DEFAULT_METRIC_LABEL_MAX_VALUES)]
+    metric_label_max_values: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -150,6 +162,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     settings.shutdown_timeout = std::time::Duration::from_secs(flags.shutdown_timeout);
     settings.max_upload_parts = flags.max_upload_parts;
     settings.max_upload_bytes = flags.max_upload_bytes;
+    settings.body_idle_timeout = std::time::Duration::from_secs(flags.body_idle_timeout);
+    settings.metric_label_max_length = flags.metric_label_max_length;
+    settings.metric_label_max_values = flags.metric_label_max_values;
     let _ = (flags.pre_check, flags.post_check);
 
     let mut runner = Runner::start(settings, clock::system()).await?;

@@ -15,8 +15,54 @@ const PY_BUCKETS: &[f64] = &[
 /// Label value for a missing worker/route, as Python renders `None`.
 pub const NONE_LABEL: &str = "None";
 
+/// Label value past `--metric-label-max-values` distinct ones.
+pub const OTHER_LABEL: &str = "other";
+
+/// Bounds a label whose values come from requests (worker names, result
+/// codes, hosts): each value is cut to `max_length` bytes, and once
+/// `max_values` distinct values were seen, new ones read `other`. A value
+/// keeps its label for the life of the process (the set only grows), so a
+/// gauge's increments and decrements always meet.
+pub struct BoundedLabel {
+    max_length: usize,
+    max_values: usize,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl BoundedLabel {
+    pub fn new(max_length: usize, max_values: usize) -> Self {
+        BoundedLabel {
+            max_length,
+            max_values,
+            seen: Default::default(),
+        }
+    }
+
+    /// The label for `value`.
+    pub fn of<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut end = value.len().min(self.max_length);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = &value[..end];
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(cut) {
+            return cut.into();
+        }
+        if seen.len() >= self.max_values {
+            return OTHER_LABEL.into();
+        }
+        seen.insert(cut.to_string());
+        cut.into()
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    /// Bounds of the request-fed labels.
+    pub worker_label: BoundedLabel,
+    pub result_code_label: BoundedLabel,
+    pub host_label: BoundedLabel,
     pub run_count: IntCounter,
     pub job_last_success: Gauge,
     pub build_duration: HistogramVec,
@@ -71,6 +117,14 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Self::with_label_bounds(
+            crate::settings::DEFAULT_METRIC_LABEL_MAX_LENGTH,
+            crate::settings::DEFAULT_METRIC_LABEL_MAX_VALUES,
+        )
+    }
+
+    /// Metrics whose request-fed labels are bounded as [`BoundedLabel`].
+    pub fn with_label_bounds(max_length: usize, max_values: usize) -> Metrics {
         let r = Registry::new();
         let job_last_success = Gauge::new(
             "job_last_success_unixtime",
@@ -80,6 +134,9 @@ impl Metrics {
         r.register(Box::new(job_last_success.clone()))
             .expect("register");
         Metrics {
+            worker_label: BoundedLabel::new(max_length, max_values),
+            result_code_label: BoundedLabel::new(max_length, max_values),
+            host_label: BoundedLabel::new(max_length, max_values),
             run_count: counter(&r, "run_count_total", "Number of runs handled."),
             job_last_success,
             build_duration: histogram_vec(&r, "build_duration", "Build duration", &["campaign"]),
@@ -173,5 +230,34 @@ mod tests {
         assert!(text.contains("run_count_total 1"));
         assert!(text.contains("build_duration_bucket{campaign=\"c\",le=\"0.075\"} 0"));
         assert!(text.contains("# TYPE job_last_success_unixtime gauge"));
+    }
+
+    #[test]
+    fn request_fed_labels_are_cut_and_counted() {
+        let l = BoundedLabel::new(4, 2);
+        assert_eq!(l.of("abcdef"), "abcd");
+        // Cut on a character boundary: "é" is two bytes.
+        assert_eq!(l.of("abcé"), "abc");
+        // Two distinct values seen: a third is `other`, the first two stay.
+        assert_eq!(l.of("zzz"), OTHER_LABEL);
+        assert_eq!(l.of("abcdxx"), "abcd");
+        assert_eq!(l.of("abc"), "abc");
+    }
+
+    #[test]
+    fn many_long_worker_names_keep_the_exposition_small() {
+        let m = Metrics::with_label_bounds(16, 10);
+        for i in 0..300 {
+            let name = format!("{i}-{}", "w".repeat(100_000));
+            m.assignments
+                .with_label_values(&[&m.worker_label.of(&name)])
+                .inc();
+        }
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.len() < 4096, "{} bytes", text.len());
+        assert!(
+            text.contains("assignments_total{worker=\"other\"} 290"),
+            "{text}"
+        );
     }
 }

@@ -58,6 +58,10 @@ impl Runner {
         let storage = crate::storage::Storage::from_settings(&settings)
             .await
             .context("setting up log and artifact storage")?;
+        let metrics = crate::metrics::Metrics::with_label_bounds(
+            settings.metric_label_max_length,
+            settings.metric_label_max_values,
+        );
         let app = Arc::new(App {
             db,
             redis,
@@ -65,7 +69,7 @@ impl Runner {
             settings,
             config,
             background: Background::default(),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             storage,
             status: Default::default(),
         });
@@ -150,10 +154,6 @@ impl Runner {
         res??;
         Ok(())
     }
-
-    pub fn trigger_shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
 }
 
 async fn bind(address: &str, port: u16) -> anyhow::Result<TcpListener> {
@@ -168,6 +168,7 @@ struct ServeLimits {
     max_connections: usize,
     header_read_timeout: std::time::Duration,
     shutdown_timeout: std::time::Duration,
+    body_idle_timeout: std::time::Duration,
 }
 
 impl ServeLimits {
@@ -176,6 +177,7 @@ impl ServeLimits {
             max_connections: s.max_connections,
             header_read_timeout: s.header_read_timeout,
             shutdown_timeout: s.shutdown_timeout,
+            body_idle_timeout: s.body_idle_timeout,
         }
     }
 }
@@ -184,7 +186,8 @@ impl ServeLimits {
 /// `axum::serve`, which offers no header-read timeout, connection limit or
 /// shutdown deadline: a client that never finishes its headers (or an idle
 /// keep-alive connection) is closed after `header_read_timeout`, connections
-/// past `max_connections` are closed at once, accept errors (EMFILE) are
+/// past `max_connections` are closed at once, a request body idle longer than
+/// `body_idle_timeout` fails, accept errors (EMFILE) are
 /// logged and retried after a pause, and a shutdown waits for in-flight
 /// requests at most `shutdown_timeout`.
 fn serve(
@@ -216,7 +219,16 @@ fn serve(
                 );
                 continue;
             };
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            // A body that pauses longer than `body_idle_timeout` between two
+            // frames fails its reader (tower-http restarts the timer on each
+            // frame), so an upload that stops sending frees its slot.
+            let service = hyper_util::service::TowerToHyperService::new(
+                tower::ServiceBuilder::new()
+                    .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                        limits.body_idle_timeout,
+                    ))
+                    .service(router.clone()),
+            );
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)

@@ -43,6 +43,15 @@ pub struct Settings {
     pub header_read_timeout: std::time::Duration,
     /// How long a shutdown waits for in-flight requests (`--shutdown-timeout`).
     pub shutdown_timeout: std::time::Duration,
+    /// Longest pause between two pieces of a request body
+    /// (`--body-idle-timeout`, seconds).
+    pub body_idle_timeout: std::time::Duration,
+    /// Longest metric label value taken from a request; longer ones are cut
+    /// (`--metric-label-max-length`).
+    pub metric_label_max_length: usize,
+    /// Distinct values a request-fed label may take per metric; later ones
+    /// are counted under `other` (`--metric-label-max-values`).
+    pub metric_label_max_values: usize,
 }
 
 /// Default of `--max-connections` (per app).
@@ -51,6 +60,13 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 30;
 /// Default of `--shutdown-timeout`, seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
+/// Default of `--body-idle-timeout`, seconds: a worker on a slow link still
+/// sends something every few seconds.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: u64 = 60;
+/// Default of `--metric-label-max-length` (worker names are far shorter).
+pub const DEFAULT_METRIC_LABEL_MAX_LENGTH: usize = 200;
+/// Default of `--metric-label-max-values`: far above any fleet of workers.
+pub const DEFAULT_METRIC_LABEL_MAX_VALUES: usize = 1000;
 
 /// Default of `--max-upload-parts`: a Debian build uploads a few dozen files.
 pub const DEFAULT_MAX_UPLOAD_PARTS: usize = 1000;
@@ -84,6 +100,9 @@ impl Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT),
             shutdown_timeout: std::time::Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT),
+            body_idle_timeout: std::time::Duration::from_secs(DEFAULT_BODY_IDLE_TIMEOUT),
+            metric_label_max_length: DEFAULT_METRIC_LABEL_MAX_LENGTH,
+            metric_label_max_values: DEFAULT_METRIC_LABEL_MAX_VALUES,
         }
     }
 }

@@ -120,7 +120,10 @@ pub async fn announce(app: &App, run: &ActiveRun) -> Result<(), StateError> {
     publish_status(app).await?;
     app.metrics
         .active_runs
-        .with_label_values(&[run.worker_name.as_deref().unwrap_or(NONE_LABEL)])
+        .with_label_values(&[&app
+            .metrics
+            .worker_label
+            .of(run.worker_name.as_deref().unwrap_or(NONE_LABEL))])
         .inc();
     app.metrics.run_count.inc();
     Ok(())
@@ -174,7 +177,10 @@ pub async fn unclaim(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun
         .as_ref()
         .and_then(|r| r.worker_name.clone())
         .unwrap_or_else(|| NONE_LABEL.to_string());
-    app.metrics.active_runs.with_label_values(&[&worker]).dec();
+    app.metrics
+        .active_runs
+        .with_label_values(&[&app.metrics.worker_label.of(&worker)])
+        .dec();
     if let Some(run) = &run {
         let mut redis = app.redis.clone();
         redis::pipe()
@@ -229,6 +235,25 @@ pub async fn release_finished(
     release(app, run, Some(("result", result)), always).await
 }
 
+/// Remove a claim whose registration may or may not have reached Redis (the
+/// script failed on a timeout or a dropped connection): removed if found,
+/// without touching the gauge, which only an announced run counts.
+pub async fn forget_unannounced(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
+    let mut redis = app.redis.clone();
+    let raw: Option<String> = UNCLAIM
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .key(ACTIVE_RUNS)
+        .key(LAST_KEEPALIVE)
+        .arg(&run.log_id)
+        .arg(run.queue_id.to_string())
+        .arg("")
+        .arg("")
+        .arg("0")
+        .invoke_async(&mut redis)
+        .await?;
+    Ok(raw.is_some_and(|r| !r.is_empty()))
+}
+
 async fn release(
     app: &App,
     run: &ActiveRun,
@@ -253,7 +278,10 @@ async fn release(
     // stays exact when two requests (or runner processes) race to release.
     if existed {
         let worker = run.worker_name.as_deref().unwrap_or(NONE_LABEL);
-        app.metrics.active_runs.with_label_values(&[worker]).dec();
+        app.metrics
+            .active_runs
+            .with_label_values(&[&app.metrics.worker_label.of(worker)])
+            .dec();
     }
     Ok(existed)
 }
@@ -266,7 +294,12 @@ pub const FINISH_LOCK_PREFIX: &str = "finishing:";
 /// Long enough for the slowest store (log upload: 5 min timeout), short
 /// enough that a crashed finish frees the run within the worker's 15
 /// minutes of retries.
-const FINISH_LOCK_TTL_MS: u64 = 6 * 60 * 1000;
+const FINISH_LOCK_TTL_MS: u64 = 15_000;
+/// How often the holder renews the lock: a finish may take minutes (a big
+/// upload to a slow store), but a lock left behind by a fault (an unlock
+/// that failed, or a SET that a hung Redis ran after the runner gave up on
+/// it) must expire within seconds, or every retry of the worker fails.
+const FINISH_LOCK_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Ownership of one run's finish (divergence-policy §3: a finish writes
 /// files only once it owns the run). Released by [`FinishLock::release`];
@@ -275,6 +308,26 @@ const FINISH_LOCK_TTL_MS: u64 = 6 * 60 * 1000;
 pub struct FinishLock {
     key: String,
     token: String,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+impl Drop for FinishLock {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
 }
 
 static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -291,9 +344,10 @@ return 0
 impl FinishLock {
     /// Take the lock if nobody holds it.
     pub async fn try_acquire(app: &App, run_id: &str) -> Result<Option<FinishLock>, StateError> {
-        let lock = FinishLock {
+        let mut lock = FinishLock {
             key: format!("{FINISH_LOCK_PREFIX}{run_id}"),
             token: uuid::Uuid::new_v4().to_string(),
+            renewer: None,
         };
         let mut redis = app.redis.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -304,7 +358,27 @@ impl FinishLock {
             .arg(FINISH_LOCK_TTL_MS)
             .query_async(&mut redis)
             .await?;
-        Ok(set.map(|_| lock))
+        if set.is_none() {
+            return Ok(None);
+        }
+        // Renewed while held; a renewal that fails (Redis away) is retried
+        // at the next tick, and one that finds the lock gone stops.
+        let (key, token) = (lock.key.clone(), lock.token.clone());
+        lock.renewer = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FINISH_LOCK_RENEW).await;
+                let renewed: Result<i32, _> = RENEW
+                    .key(&key)
+                    .arg(&token)
+                    .arg(FINISH_LOCK_TTL_MS)
+                    .invoke_async(&mut redis)
+                    .await;
+                if renewed == Ok(0) {
+                    break;
+                }
+            }
+        }));
+        Ok(Some(lock))
     }
 
     /// Take the lock, waiting up to `wait` for a holder to let go.
@@ -326,7 +400,10 @@ impl FinishLock {
     }
 
     /// Let go (only if still ours: an expired lock may have a new holder).
-    pub async fn release(self, app: &App) -> Result<(), StateError> {
+    pub async fn release(mut self, app: &App) -> Result<(), StateError> {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
         let mut redis = app.redis.clone();
         UNLOCK
             .key(&self.key)
@@ -457,7 +534,7 @@ pub async fn rate_limit(
 ) -> Result<(), StateError> {
     app.metrics
         .rate_limited_host
-        .with_label_values(&[host])
+        .with_label_values(&[&app.metrics.host_label.of(host)])
         .inc();
     let until =
         retry_after.unwrap_or_else(|| app.clock.now_naive() + chrono::Duration::seconds(120));
@@ -466,14 +543,6 @@ pub async fn rate_limit(
         .hset::<_, _, _, ()>(RATE_LIMIT_HOSTS, host, isoformat(&until))
         .await?;
     Ok(())
-}
-
-/// Hosts whose rate limit lies in the future, with its end.
-pub async fn rate_limited_hosts(app: &App) -> Result<Vec<(String, NaiveDateTime)>, StateError> {
-    let now = app.clock.now_naive();
-    let mut redis = app.redis.clone();
-    let all: Vec<(String, String)> = redis.hgetall(RATE_LIMIT_HOSTS).await?;
-    Ok(live_limits(all, now))
 }
 
 /// The active runs as stored (stale `current_duration`, QH-9), each with the

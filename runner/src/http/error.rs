@@ -15,9 +15,6 @@ pub enum ApiError {
     /// A JSON `{"reason": ...}` answer: how the runner reports bad input (rule book §2).
     #[error("{status}: {reason}")]
     Reason { status: StatusCode, reason: String },
-    /// The route exists but this port does not serve it yet.
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
     /// Anything unexpected: logged, answered with aiohttp's 500 page.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -93,10 +90,6 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Text { status, text } => text_response(status, text),
             ApiError::Reason { status, reason } => reason_response(status, &reason),
-            ApiError::NotImplemented(what) => reason_response(
-                StatusCode::NOT_IMPLEMENTED,
-                &format!("not implemented: {what}"),
-            ),
             ApiError::Internal(err) => match crate::app::dependency_unavailable(&err) {
                 // Not the request's fault and worth retrying (the worker
                 // retries 5xx): a clear 503, not the 500 page.

@@ -96,7 +96,10 @@ pub async fn assign(State(app): State<AppState>, body: Bytes) -> Result<Response
     }
     app.metrics
         .assignments
-        .with_label_values(&[worker.as_deref().unwrap_or(NONE_LABEL)])
+        .with_label_values(&[&app
+            .metrics
+            .worker_label
+            .of(worker.as_deref().unwrap_or(NONE_LABEL))])
         .inc();
     let req = parse_request(&body, worker)?;
     respond(&app, Mode::Assign, &req, "/active-runs/").await

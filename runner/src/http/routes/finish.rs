@@ -206,6 +206,19 @@ fn body_json<'a>(run_id: &'a str, done: &'a Finished) -> FinishBody<'a> {
     }
 }
 
+/// Whether a body read failed on `--body-idle-timeout` (the server's
+/// [`tower_http::timeout::TimeoutBody`]), somewhere in the error's chain.
+fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 fn bad_request_text(text: impl Into<String>) -> ApiError {
     ApiError::Text {
         status: StatusCode::BAD_REQUEST,
@@ -297,7 +310,16 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
     let mut filenames = Vec::new();
     let mut result_json = None;
     let mut bytes = 0;
-    let read_error = |e: multer::Error| bad_request_text(e.to_string());
+    let read_error = |e: multer::Error| {
+        if is_body_timeout(&e) {
+            ApiError::Reason {
+                status: StatusCode::REQUEST_TIMEOUT,
+                reason: "the request body stopped arriving".into(),
+            }
+        } else {
+            bad_request_text(e.to_string())
+        }
+    };
     let mut parts = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
         parts += 1;

@@ -54,7 +54,10 @@ pub async fn assign(
             kind(&body)
         )));
     };
-    app.metrics.assignments.with_label_values(&[&worker]).inc();
+    app.metrics
+        .assignments
+        .with_label_values(&[&app.metrics.worker_label.of(&worker)])
+        .inc();
     let req = parse_request(&body, Some(worker))?;
     respond(&app, Mode::Assign, &req, "/runner/active-runs/").await
 }
