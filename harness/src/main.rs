@@ -89,6 +89,13 @@ enum Cmd {
         /// Count double hand-outs in this database afterwards.
         #[arg(long)]
         check_db: Option<String>,
+        /// Behave like janitor-worker (public app, needs --user/--password):
+        /// retry 5xx and connection errors with back-off, treat 404 as
+        /// final, record every run id; --url may list several runners
+        /// separated by commas (a worker moves on after a connection error).
+        /// Fails if any result was lost or any item handed out twice.
+        #[arg(long)]
+        worker_like: bool,
     },
     /// Run the same scenarios against two live runners and show differences.
     Diff {
@@ -282,9 +289,58 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             pid,
             out,
             check_db,
+            worker_like,
         } => {
             let url = url.ok_or_else(|| anyhow::anyhow!("load needs --url"))?;
             let since = chrono::Utc::now().naive_utc();
+            if worker_like {
+                let load = janitor_harness::worker_load::WorkerLoad {
+                    urls: url
+                        .split(',')
+                        .map(|u| u.trim_end_matches('/').to_string())
+                        .collect(),
+                    user: user.ok_or_else(|| anyhow::anyhow!("--worker-like needs --user"))?,
+                    password: password
+                        .ok_or_else(|| anyhow::anyhow!("--worker-like needs --password"))?,
+                    workers,
+                    duration: Duration::from_secs_f64(duration),
+                    // A finish is retried this long past the end before the
+                    // run counts as lost.
+                    give_up: Duration::from_secs_f64(duration + 60.0),
+                };
+                let started = std::time::Instant::now();
+                let o = janitor_harness::worker_load::run(load).await;
+                let elapsed = started.elapsed().as_secs_f64();
+                let mut report = serde_json::json!({
+                    "workers": workers,
+                    "seconds": elapsed,
+                    "assigned": o.assigned.len(),
+                    "finished": o.finished.len(),
+                    "finished_per_second": o.finished.len() as f64 / elapsed,
+                    "refused_404": o.refused,
+                    "abandoned": o.abandoned,
+                    "requests": o.requests,
+                    "retried_errors": o.errors,
+                    "unexpected": o.unexpected,
+                    "double_handouts_seen_by_clients": o.doubles(),
+                });
+                let mut ok = o.refused.is_empty()
+                    && o.abandoned.is_empty()
+                    && o.unexpected.is_empty()
+                    && o.doubles() == 0;
+                if let Some(db) = check_db {
+                    let (items, extra) = janitor_harness::load::check_db(&db, since).await?;
+                    report["db_double_handouts"] =
+                        serde_json::json!({"items": items, "extra_runs": extra});
+                    ok &= items == 0;
+                }
+                let text = serde_json::to_string_pretty(&report)?;
+                println!("{text}");
+                if let Some(out) = out {
+                    std::fs::write(out, &text)?;
+                }
+                return Ok(ok);
+            }
             let opts = janitor_harness::load::LoadOptions {
                 url,
                 public,

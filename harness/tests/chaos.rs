@@ -697,3 +697,31 @@ async fn two_watchdogs_abort_each_run_once() {
     second.shutdown().await.unwrap();
     t.runner.shutdown().await.unwrap();
 }
+
+/// A codebase whose name no directory can hold (300 bytes): the finish is
+/// stored, its log under the shortened name (before: ENAMETOOLONG, every
+/// retry a 503 and the result lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codebase_name_too_long_for_a_directory_still_stores_its_logs() {
+    let t = TestRunner::start(CONFIG).await.expect("runner");
+    let codebase = "c".repeat(300);
+    let run = t
+        .queue_and_register(&codebase, "fix", "true")
+        .await
+        .unwrap();
+    let resp = post_finish(&t, &run.log_id, b"long\n").await;
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let dir = janitor_runner::storage::logs::fitting_component(&codebase);
+    assert!(dir.len() <= 255);
+    let stored = t
+        .dir
+        .path()
+        .join(format!("logs/{dir}/{}/worker.log.gz", run.log_id));
+    assert!(stored.exists(), "no log at {}", stored.display());
+    t.runner.shutdown().await.unwrap();
+}

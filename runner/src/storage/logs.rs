@@ -47,7 +47,30 @@ pub(crate) fn check_log_path(codebase: &str, run_id: &str, name: &str) -> Result
     }
 }
 
-/// `<root>/<codebase>/<run_id>/<name>.gz`.
+/// Longest file-name component the usual filesystems hold (ext4, xfs, tmpfs).
+const MAX_COMPONENT: usize = 255;
+
+/// A codebase name as a directory name: itself when a filesystem can hold
+/// it, else its first 200 bytes, `-` and the first 16 hex digits of its
+/// SHA-256, so a codebase with a longer name still has its logs stored
+/// (the name comes from the database, not the request, so refusing it
+/// would lose the result). Upstream fails with ENAMETOOLONG there.
+pub fn fitting_component(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= MAX_COMPONENT {
+        return name.into();
+    }
+    use sha2::Digest;
+    let mut end = 200;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", &name[..end]).into()
+}
+
+/// `<root>/<codebase>/<run_id>/<name>.gz` (a codebase name too long for
+/// the filesystem shortened by [`fitting_component`]).
 pub struct FileSystemLogManager {
     root: PathBuf,
 }
@@ -69,7 +92,11 @@ impl LogManager for FileSystemLogManager {
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
             check_log_path(codebase, run_id, name)?;
-            let dir = self.root.join(codebase).join(run_id);
+            let fitting = fitting_component(codebase);
+            if fitting != codebase {
+                tracing::warn!(codebase, directory = %fitting, "codebase name too long for a directory; logs stored under a shortened name");
+            }
+            let dir = self.root.join(fitting.as_ref()).join(run_id);
             // A small log is compressed on the async thread: that costs
             // less than the hand-off to the blocking pool and back.
             if std::fs::metadata(path).is_ok_and(|m| m.len() <= SMALL_LOG) {
@@ -202,6 +229,18 @@ mod tests {
         let header = d.header().unwrap();
         assert_eq!(header.mtime(), 1_580_638_230);
         assert_eq!(header.filename(), Some(&b"worker.log"[..]));
+    }
+
+    #[test]
+    fn long_codebase_names_fit_a_directory() {
+        assert_eq!(fitting_component("short"), "short");
+        let long = "é".repeat(200);
+        let fit = fitting_component(&long);
+        assert!(fit.len() <= MAX_COMPONENT, "{}", fit.len());
+        assert!(fit.starts_with(&"é".repeat(100)));
+        // Stable, and distinct for names sharing the first 200 bytes.
+        assert_eq!(fit, fitting_component(&long));
+        assert_ne!(fit, fitting_component(&format!("{long}x")));
     }
 
     #[tokio::test]
