@@ -98,8 +98,8 @@ fn every_recorded_active_run_round_trips() {
             assert!(
                 same_json(&ours, &recorded),
                 "{label}\n golden: {}\n ours:   {}",
-                janitor_runner::pyjson::to_string(&recorded),
-                janitor_runner::pyjson::to_string(&ours)
+                janitor_runner::py::json::to_string(&recorded),
+                janitor_runner::py::json::to_string(&ours)
             );
             seen += 1;
         }
@@ -189,7 +189,7 @@ proptest! {
             resume_from: None,
         };
         // Through the bytes Redis holds, and back.
-        let text = janitor_runner::pyjson::to_string(&run.to_json(&start));
+        let text = janitor_runner::py::json::to_string(&run.to_json(&start));
         let back = ActiveRun::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
         prop_assert_eq!(back, run);
     }
@@ -198,7 +198,7 @@ proptest! {
     fn python_json_bytes_are_valid_json_with_the_same_value(
         v in proptest::arbitrary::any::<u8>().prop_flat_map(|_| arb_json())
     ) {
-        let text = janitor_runner::pyjson::to_string(&v);
+        let text = janitor_runner::py::json::to_string(&v);
         prop_assert!(text.is_ascii(), "json.dumps escapes non-ASCII: {}", text);
         let back: Value = serde_json::from_str(&text).unwrap();
         prop_assert_eq!(back, v);

@@ -178,12 +178,12 @@ pub async fn estimate_success_probability_and_duration(
             let relations = match &run.failure_details {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(m)) => m.get("relations"),
-                Some(other) if crate::pyrepr::truthy(other) => {
+                Some(other) if crate::py::repr::truthy(other) => {
                     return Err(anyhow::anyhow!("failure_details is not an object").into())
                 }
                 Some(_) => None,
             };
-            if let Some(rel) = relations.filter(|r| crate::pyrepr::truthy(r)) {
+            if let Some(rel) = relations.filter(|r| crate::py::repr::truthy(r)) {
                 let rel = rel
                     .as_array()
                     .ok_or_else(|| anyhow::anyhow!("relations is not a list"))?;

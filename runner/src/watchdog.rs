@@ -437,7 +437,7 @@ mod tests {
 
     async fn store(app: &App, run: &ActiveRun) {
         let mut r = app.redis.clone();
-        let json = crate::pyjson::to_string(&run.to_json(&app.clock.now_naive()));
+        let json = crate::py::json::to_string(&run.to_json(&app.clock.now_naive()));
         r.hset::<_, _, _, ()>(state::ACTIVE_RUNS, &run.log_id, json)
             .await
             .unwrap();

@@ -65,7 +65,7 @@ pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T)
             header::CONTENT_TYPE,
             HeaderValue::from_static(APPLICATION_JSON),
         )],
-        crate::pyjson::to_vec(body),
+        crate::py::json::to_vec(body),
     )
         .into_response()
 }

@@ -70,7 +70,7 @@ pub fn repr(v: &Value) -> String {
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (None, Some(u), _) => u.to_string(),
-            (None, None, Some(f)) => crate::pyjson::float_repr(f)
+            (None, None, Some(f)) => crate::py::json::float_repr(f)
                 .replace("Infinity", "inf")
                 .replace("NaN", "nan"),
             _ => n.to_string(),

@@ -1,5 +1,5 @@
 //! Wire types (data-types.md), one file per family. Serialised through
-//! `pyjson` so the bytes match Python's `json.dumps`.
+//! `py::json` so the bytes match Python's `json.dumps`.
 
 pub mod active_run;
 pub mod result;

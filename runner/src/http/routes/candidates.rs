@@ -9,7 +9,7 @@ use crate::db::interval::total_seconds;
 use crate::http::error::json_response;
 use crate::http::extract::{json_body, kind};
 use crate::http::{ApiError, AppState};
-use crate::pyrepr::{py_eq, repr, repr_str, str_of, truthy};
+use crate::py::repr::{py_eq, repr, repr_str, str_of, truthy};
 use crate::schedule::{self, ScheduleError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -72,7 +72,7 @@ pub fn opt_bool(obj: &Object, key: &str, default: bool) -> Result<Option<bool>, 
 /// `timedelta(seconds=body[key]) if body.get(key) else None`.
 pub fn opt_duration(obj: &Object, key: &str) -> Result<Option<chrono::TimeDelta>, ApiError> {
     match obj.get(key) {
-        Some(v) if crate::pyrepr::truthy(v) => match v {
+        Some(v) if crate::py::repr::truthy(v) => match v {
             Value::Number(n) => match n.as_f64() {
                 Some(secs) if secs.is_finite() && secs.abs() < 1e15 => {
                     Ok(Some(crate::db::interval::from_seconds(secs)))

@@ -259,7 +259,7 @@ fn check_filename(name: &str) -> Result<(), ApiError> {
     if !crate::storage::is_plain_name(name) {
         return Err(ApiError::bad_request(format!(
             "invalid upload filename {}",
-            crate::pyrepr::repr_str(name)
+            crate::py::repr::repr_str(name)
         )));
     }
     let stored_len = name.len() + if finish::is_log_filename(name) { 3 } else { 0 };
@@ -298,7 +298,7 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
     let boundary = multipart_boundary(content_type).ok_or_else(|| {
         ApiError::bad_request(format!(
             "expected a multipart body, got content type {}",
-            crate::pyrepr::repr_str(content_type)
+            crate::py::repr::repr_str(content_type)
         ))
     })?;
     // One mkdir: cheaper inline than a hand-off to the blocking pool.

@@ -91,7 +91,7 @@ pub async fn update(
     };
     let _: i64 = redis::cmd("PUBLISH")
         .arg("publish-status")
-        .arg(crate::pyjson::to_string(&ret))
+        .arg(crate::py::json::to_string(&ret))
         .query_async(&mut app.redis.clone())
         .await?;
     Ok(json_response(StatusCode::OK, &ret))

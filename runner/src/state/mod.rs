@@ -1,0 +1,516 @@
+//! Redis state (runner-internals.md §2, §5): active runs, queue-item claims,
+//! keepalives, rate-limited hosts, and the publications on `queue`.
+//!
+//! Unlike upstream (QI-8: check, then write), the claim is atomic: one Lua
+//! script claims the queue item with HSETNX and writes the run only if the
+//! claim succeeded, so no queue item is handed out twice even across
+//! runner processes.
+
+use crate::app::App;
+use crate::metrics::NONE_LABEL;
+use crate::types::time::{isoformat, isoformat_seconds, parse_naive, seconds_between};
+use crate::types::ActiveRun;
+use chrono::NaiveDateTime;
+use redis::AsyncCommands;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+mod lock;
+mod status;
+
+pub use lock::*;
+pub use status::*;
+
+pub const ACTIVE_RUNS: &str = "active-runs";
+pub const ASSIGNED_QUEUE_ITEMS: &str = "assigned-queue-items";
+pub const LAST_KEEPALIVE: &str = "last-keepalive";
+pub const RATE_LIMIT_HOSTS: &str = "rate-limit-hosts";
+pub const QUEUE_CHANNEL: &str = "queue";
+
+/// How the Redis connection behaves when Redis goes away: without
+/// timeouts the `redis` crate waits forever on a dead socket, and its
+/// default reconnect back-off gives up after a few attempts, leaving the
+/// manager stalled long after Redis is back. Here each command fails
+/// within seconds (the request answers 503) and every later command tries
+/// a fresh connection, so the runner recovers as soon as Redis answers.
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(1))
+        .set_response_timeout(std::time::Duration::from_millis(1500))
+        .set_number_of_retries(1)
+        .set_factor(100)
+        .set_max_delay(500)
+}
+
+/// Active runs live only in Redis (as upstream): a Redis that restarts
+/// without persistence forgets them all. Said loudly at start-up; a Redis
+/// that hides its configuration (managed services disable CONFIG) is not
+/// second-guessed.
+pub async fn warn_without_persistence(redis: &mut redis::aio::ConnectionManager) {
+    let get = |key: &'static str| {
+        let mut r = redis.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(key)
+                .query_async::<Vec<String>>(&mut r)
+                .await
+                .ok()
+                .and_then(|v| v.into_iter().nth(1))
+        }
+    };
+    if let (Some(save), Some(aof)) = (get("save").await, get("appendonly").await) {
+        if save.trim().is_empty() && aof == "no" {
+            tracing::warn!(
+                "Redis has no persistence (save \"\", appendonly no): a Redis restart forgets every active run, \
+                 whose results are then refused (404) and whose items are handed out again"
+            );
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("queue item {0} is already claimed")]
+    AlreadyClaimed(i64),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+static REGISTER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+return 1
+",
+    )
+});
+
+/// Claim the run's queue item and record the run (register, §5.1).
+pub async fn register(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    claim(app, run).await?;
+    announce(app, run).await
+}
+
+/// The atomic half of `register`: claim the queue item and store the run.
+/// Nothing is published yet, so a claim that turns out stale can be
+/// withdrawn with [`withdraw`] without anyone having seen it.
+pub async fn claim(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    let now = app.clock.now_naive();
+    let json = crate::py::json::to_string(&run.to_json(&now));
+    let mut redis = app.redis.clone();
+    let claimed: i32 = REGISTER
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .key(ACTIVE_RUNS)
+        .key(LAST_KEEPALIVE)
+        .arg(run.queue_id.to_string())
+        .arg(&run.log_id)
+        .arg(json)
+        .arg(isoformat(&now))
+        .invoke_async(&mut redis)
+        .await?;
+    if claimed == 0 {
+        return Err(StateError::AlreadyClaimed(run.queue_id));
+    }
+    Ok(())
+}
+
+/// The visible half of `register`: the `queue` publication and the metrics.
+pub async fn announce(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    publish_status(app).await?;
+    app.metrics
+        .active_runs
+        .with_label_values(&[&app
+            .metrics
+            .worker_label
+            .of(run.worker_name.as_deref().unwrap_or(NONE_LABEL))])
+        .inc();
+    app.metrics.run_count.inc();
+    Ok(())
+}
+
+/// Undo a [`claim`] that was never announced (no metrics to correct).
+pub async fn withdraw(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    let mut redis = app.redis.clone();
+    redis::pipe()
+        .atomic()
+        .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
+        .ignore()
+        .hdel(ACTIVE_RUNS, &run.log_id)
+        .ignore()
+        .hdel(LAST_KEEPALIVE, &run.log_id)
+        .ignore()
+        .query_async::<()>(&mut redis)
+        .await?;
+    Ok(())
+}
+
+/// Re-save a run (update, §5.2): `current_duration` is recomputed now.
+pub async fn update(app: &App, run: &ActiveRun) -> Result<(), StateError> {
+    let json = crate::py::json::to_string(&run.to_json(&app.clock.now_naive()));
+    let mut redis = app.redis.clone();
+    redis
+        .hset::<_, _, _, ()>(ACTIVE_RUNS, &run.log_id, json)
+        .await?;
+    Ok(())
+}
+
+/// The active run with this id, if any (§5.3). A stored value that does not
+/// parse is an error, not a missing run.
+pub async fn get(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
+    let mut redis = app.redis.clone();
+    let raw: Option<String> = redis.hget(ACTIVE_RUNS, run_id).await?;
+    match raw {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => {
+            let v: Value = serde_json::from_str(&s)?;
+            Ok(Some(ActiveRun::from_json(&v)?))
+        }
+    }
+}
+
+/// Forget a run (unclaim, §5.4). The gauge drops even for an unknown run, as upstream.
+pub async fn unclaim(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
+    let run = get(app, run_id).await?;
+    let worker = run
+        .as_ref()
+        .and_then(|r| r.worker_name.clone())
+        .unwrap_or_else(|| NONE_LABEL.to_string());
+    app.metrics
+        .active_runs
+        .with_label_values(&[&app.metrics.worker_label.of(&worker)])
+        .dec();
+    if let Some(run) = &run {
+        let mut redis = app.redis.clone();
+        redis::pipe()
+            .atomic()
+            .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
+            .ignore()
+            .hdel(ACTIVE_RUNS, run_id)
+            .ignore()
+            .hdel(LAST_KEEPALIVE, run_id)
+            .ignore()
+            .query_async::<()>(&mut redis)
+            .await?;
+    }
+    Ok(run)
+}
+
+static UNCLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+local found = raw and raw ~= ''
+if ARGV[3] ~= '' and (found or ARGV[5] == '1') then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+if found then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+return raw
+",
+    )
+});
+
+/// [`unclaim`] for a run the caller has already loaded (abort, peek): one
+/// round trip instead of two. The stored run is re-read inside the script,
+/// so a run already gone is left alone, as `unclaim` does.
+pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
+    release(app, run, None, false).await
+}
+
+/// After a finished run is stored: PUBLISH its result on `result`, then
+/// [`unclaim_run`], in one round trip. The attempt that stored the run
+/// publishes `always` (even if Redis lost the run); a retry completing a
+/// release publishes only if it finds the run, so the message goes out once.
+pub async fn release_finished(
+    app: &App,
+    run: &ActiveRun,
+    result: &str,
+    always: bool,
+) -> Result<bool, StateError> {
+    release(app, run, Some(("result", result)), always).await
+}
+
+/// Remove a claim whose registration may or may not have reached Redis (the
+/// script failed on a timeout or a dropped connection): removed if found,
+/// without touching the gauge, which only an announced run counts.
+pub async fn forget_unannounced(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
+    let mut redis = app.redis.clone();
+    let raw: Option<String> = UNCLAIM
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .key(ACTIVE_RUNS)
+        .key(LAST_KEEPALIVE)
+        .arg(&run.log_id)
+        .arg(run.queue_id.to_string())
+        .arg("")
+        .arg("")
+        .arg("0")
+        .invoke_async(&mut redis)
+        .await?;
+    Ok(raw.is_some_and(|r| !r.is_empty()))
+}
+
+async fn release(
+    app: &App,
+    run: &ActiveRun,
+    message: Option<(&str, &str)>,
+    always: bool,
+) -> Result<bool, StateError> {
+    let (channel, text) = message.unwrap_or_default();
+    let mut redis = app.redis.clone();
+    let raw: Option<String> = UNCLAIM
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .key(ACTIVE_RUNS)
+        .key(LAST_KEEPALIVE)
+        .arg(&run.log_id)
+        .arg(run.queue_id.to_string())
+        .arg(channel)
+        .arg(text)
+        .arg(if always { "1" } else { "0" })
+        .invoke_async(&mut redis)
+        .await?;
+    let existed = raw.is_some_and(|r| !r.is_empty());
+    // Only the release that removed the run counts it out, so the gauge
+    // stays exact when two requests (or runner processes) race to release.
+    if existed {
+        let worker = run.worker_name.as_deref().unwrap_or(NONE_LABEL);
+        app.metrics
+            .active_runs
+            .with_label_values(&[&app.metrics.worker_label.of(worker)])
+            .dec();
+    }
+    Ok(existed)
+}
+
+static RUN_AND_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {}
+end
+local ok, run = pcall(cjson.decode, raw)
+if ok and type(run) == 'table' and type(run['queue_id']) == 'number' then
+  local q = string.format('%d', run['queue_id'])
+  return {raw, q, redis.call('HGET', KEYS[2], q)}
+end
+return {raw}
+",
+    )
+});
+
+/// The active run `run_id` and the run id holding the claim on its queue
+/// item, in one round trip (the finish routes' check that the run is still
+/// its item's current run).
+pub async fn get_with_claim(
+    app: &App,
+    run_id: &str,
+) -> anyhow::Result<Option<(ActiveRun, Option<String>)>> {
+    let mut redis = app.redis.clone();
+    let found: Vec<Option<String>> = RUN_AND_CLAIM
+        .key(ACTIVE_RUNS)
+        .key(ASSIGNED_QUEUE_ITEMS)
+        .arg(run_id)
+        .invoke_async(&mut redis)
+        .await?;
+    let mut found = found.into_iter();
+    let raw = match found.next().flatten() {
+        Some(raw) if !raw.is_empty() => raw,
+        _ => return Ok(None),
+    };
+    let run = ActiveRun::from_json(&serde_json::from_str(&raw)?)?;
+    let holder = match (found.next().flatten(), found.next()) {
+        (Some(q), Some(holder)) if q == run.queue_id.to_string() => holder,
+        // The script could not read the queue id as we do: ask directly.
+        _ => claim_holder(app, run.queue_id).await?,
+    };
+    Ok(Some((run, holder)))
+}
+
+/// The run id holding the claim on a queue item, if any.
+pub async fn claim_holder(app: &App, queue_id: i64) -> Result<Option<String>, StateError> {
+    let mut redis = app.redis.clone();
+    Ok(redis
+        .hget(ASSIGNED_QUEUE_ITEMS, queue_id.to_string())
+        .await?)
+}
+
+/// What selection needs from Redis, read in one round trip: the claimed
+/// queue ids and the hosts whose rate limit lies in the future.
+pub async fn selection_inputs(
+    app: &App,
+) -> Result<(Vec<i64>, Vec<(String, NaiveDateTime)>), StateError> {
+    let now = app.clock.now_naive();
+    let mut redis = app.redis.clone();
+    let (claims, limits): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+        .hkeys(ASSIGNED_QUEUE_ITEMS)
+        .hgetall(RATE_LIMIT_HOSTS)
+        .query_async(&mut redis)
+        .await?;
+    Ok((
+        claims.iter().filter_map(|k| k.parse().ok()).collect(),
+        live_limits(limits, now),
+    ))
+}
+
+fn live_limits(all: Vec<(String, String)>, now: NaiveDateTime) -> Vec<(String, NaiveDateTime)> {
+    all.into_iter()
+        .filter_map(|(h, t)| parse_naive(&t).map(|t| (h, t)))
+        .filter(|(_, t)| *t > now)
+        .collect()
+}
+
+/// The queue item → run id claims.
+pub async fn assigned_queue_items(app: &App) -> Result<HashMap<i64, String>, StateError> {
+    let mut redis = app.redis.clone();
+    let all: HashMap<String, String> = redis.hgetall(ASSIGNED_QUEUE_ITEMS).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v)))
+        .collect())
+}
+
+pub async fn active_run_count(app: &App) -> Result<usize, StateError> {
+    let mut redis = app.redis.clone();
+    Ok(redis.hlen(ACTIVE_RUNS).await?)
+}
+
+/// Record that the worker of `run_id` was heard from now.
+pub async fn keepalive(app: &App, run_id: &str) -> Result<(), StateError> {
+    let mut redis = app.redis.clone();
+    redis
+        .hset::<_, _, _, ()>(LAST_KEEPALIVE, run_id, isoformat(&app.clock.now_naive()))
+        .await?;
+    Ok(())
+}
+
+/// Every run's last keepalive.
+pub async fn keepalives(app: &App) -> Result<HashMap<String, NaiveDateTime>, StateError> {
+    let mut redis = app.redis.clone();
+    let all: HashMap<String, String> = redis.hgetall(LAST_KEEPALIVE).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| parse_naive(&v).map(|t| (k, t)))
+        .collect())
+}
+
+/// `rate_limited(host, retry_after)`: no retry-after → now + 120 s.
+pub async fn rate_limit(
+    app: &App,
+    host: &str,
+    retry_after: Option<NaiveDateTime>,
+) -> Result<(), StateError> {
+    app.metrics
+        .rate_limited_host
+        .with_label_values(&[&app.metrics.host_label.of(host)])
+        .inc();
+    let until =
+        retry_after.unwrap_or_else(|| app.clock.now_naive() + chrono::Duration::seconds(120));
+    let mut redis = app.redis.clone();
+    redis
+        .hset::<_, _, _, ()>(RATE_LIMIT_HOSTS, host, isoformat(&until))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Backchannel;
+    use serde_json::json;
+
+    fn t(s: &str) -> NaiveDateTime {
+        parse_naive(s).unwrap()
+    }
+
+    fn run(queue_id: i64, id: &str, command: &str) -> String {
+        let mut vcs = Map::new();
+        vcs.insert("vcs_type".into(), json!("git"));
+        let run = ActiveRun {
+            queue_id,
+            log_id: id.into(),
+            codebase: Some(format!("cb-{queue_id}")),
+            change_set: None,
+            campaign: "lintian-fixes".into(),
+            command: command.into(),
+            estimated_duration: Some(15.0),
+            start_time: t("2020-02-02T10:00:00.25"),
+            worker_name: Some("w1".into()),
+            worker_link: None,
+            vcs_info: vcs,
+            backchannel: Backchannel::Polling {
+                my_url: "http://w1/".into(),
+            },
+            instigated_context: Value::Null,
+            resume_from: None,
+        };
+        crate::py::json::to_string(&run.to_json(&t("2020-02-02T10:00:01")))
+    }
+
+    fn inputs(runs: Vec<(String, String)>, avoid: &[String]) -> StatusInputs<'_> {
+        StatusInputs {
+            now: t("2020-02-02T11:30:00.5"),
+            timeout_secs: 3600.0,
+            runs,
+            keepalives: [
+                ("a".to_string(), t("2020-02-02T11:00:00")),
+                ("b".to_string(), t("2020-02-02T10:00:00.123456")),
+            ]
+            .into_iter()
+            .collect(),
+            limits: vec![("github.com".into(), t("2099-01-01T00:00:00"))],
+            avoid_hosts: avoid,
+        }
+    }
+
+    #[test]
+    fn spliced_status_text_is_the_serialised_document() {
+        let avoid = vec!["salsa.debian.org".to_string()];
+        let runs = vec![
+            ("a".into(), run(1, "a", "lintian-brush")),
+            ("b".into(), run(2, "b", "A=\"x y\" lintian-brush --\u{e9}")),
+            ("c".into(), run(3, "c", "no keepalive")),
+            ("d".into(), "{}".into()),
+            ("e".into(), "[1, 2]".into()),
+            ("f".into(), "not json".into()),
+            ("g".into(), r#"{"id": "a", "mia": true}"#.into()),
+            ("h".into(), r#"{"id": 5}"#.into()),
+            ("i".into(), r#"{"id": "c", "id": "a"}"#.into()),
+            ("j".into(), r#"{"\u0069d": "a"}"#.into()),
+        ];
+        let s = inputs(runs, &avoid);
+        let text = s.document_text();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            s.document(),
+            "{text}"
+        );
+        // Runs as the runner stores them come out byte for byte.
+        let canonical: Vec<_> = s.runs[..4].to_vec();
+        let s = inputs(canonical, &avoid);
+        assert_eq!(s.document_text(), crate::py::json::to_string(&s.document()));
+        assert_eq!(s.document()["processing"].as_array().unwrap().len(), 4);
+        assert_eq!(s.document()["processing"][1]["mia"], json!(true));
+        assert_eq!(s.document()["processing"][2]["mia"], Value::Null);
+    }
+
+    #[test]
+    fn an_empty_status_has_every_key() {
+        let s = inputs(Vec::new(), &[]);
+        assert_eq!(
+            s.document_text(),
+            r#"{"processing": [], "avoid_hosts": [], "rate_limit_hosts": {"github.com": "2099-01-01T00:00:00"}}"#
+        );
+        assert_eq!(s.document_text(), crate::py::json::to_string(&s.document()));
+    }
+}
