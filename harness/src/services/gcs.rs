@@ -150,7 +150,7 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        std::mem::forget(proc);
+        proc.disarm();
     }
     bail!("could not start fake-gcs-server (5 attempts)")
 }

@@ -317,7 +317,7 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
             attempt,
             "postgres exited at start; retrying on another port"
         );
-        std::mem::forget(proc); // keep the directory for the next attempt
+        proc.disarm(); // keeps the directory for the next attempt
     }
     bail!("could not start postgres (5 attempts)")
 }

@@ -94,6 +94,20 @@ impl OwnedProcess {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Give up a process that has exited (a failed start) without removing
+    /// its directory, which the next attempt reuses: the child is reaped
+    /// and its pid unregistered, so a later process that gets the same pid
+    /// is never signalled on its behalf (as `mem::forget` would leave it).
+    pub fn disarm(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id();
+            let _ = child.kill();
+            let _ = child.wait();
+            REGISTRY.lock().unwrap().retain(|(p, _)| *p != pid);
+        }
+        self.dir = None;
+    }
+
     /// Has the process exited already (e.g. failed to start)?
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -152,4 +166,27 @@ pub fn is_root() -> bool {
 pub fn server_dir(prefix: &str) -> std::io::Result<PathBuf> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
     Ok(dir.keep())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disarmed_process_is_unregistered_and_keeps_its_directory() {
+        let dir = server_dir("disarm-test").unwrap();
+        let mut p =
+            OwnedProcess::spawn(Command::new("true"), Some(dir.clone()), libc::SIGTERM).unwrap();
+        let pid = p.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while p.exited().is_none() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(REGISTRY.lock().unwrap().iter().any(|(q, _)| *q == pid));
+        p.disarm();
+        assert!(!REGISTRY.lock().unwrap().iter().any(|(q, _)| *q == pid));
+        assert!(dir.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -1,62 +1,68 @@
 //! The internal ("admin") app: every route of the Python runner's internal app.
 
 use super::error::{framework_pages, not_found_page, text_response};
+use super::metrics_layer::Routes;
 use super::AppState;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 
+/// Every route of the internal app, each with its metric name.
+pub fn routes() -> Routes {
+    use super::routes::*;
+    Routes::new()
+        .at("/health")
+        .get("health", health)
+        .at("/ready")
+        .get("ready", ready)
+        .at("/metrics")
+        .get("metrics", metrics::metrics)
+        .at("/status")
+        .get("status", status::status)
+        .at("/active-runs")
+        .get("get-active-runs", active_runs::list)
+        .post("assign", active_runs::assign)
+        .at("/active-runs/+peek")
+        .get("peek", active_runs::peek)
+        .at("/active-runs/{run_id}")
+        .get("get-active-run", active_runs::get)
+        .at("/active-runs/{run_id}/finish")
+        .post("finish", finish::finish)
+        .at("/log/{run_id}")
+        .get("log-index", logs::log_index)
+        .at("/log/{run_id}/{filename}")
+        .get("log", logs::log)
+        .at("/kill/{run_id}")
+        .post("kill", logs::kill)
+        .at("/queue")
+        .get("queue", queue::list)
+        .at("/queue/position")
+        .get("queue-position", queue::position)
+        .at("/schedule")
+        .post("schedule", schedule::schedule)
+        .at("/schedule-control")
+        .post("schedule-control", schedule::schedule_control)
+        .at("/runs/{run_id}")
+        .get("get-run", runs::get)
+        .post("update-run", runs::update)
+        .at("/codebases")
+        .get("download-codebases", codebases::list)
+        .post("upload-codebases", codebases::upload)
+        .at("/candidates")
+        .get("download-candidates", candidates::list)
+        .post("upload-candidates", candidates::upload)
+        .at("/candidates/{id}")
+        .delete("delete-candidate", candidates::delete)
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(super::routes::metrics::metrics))
-        .route("/status", get(super::routes::status::status))
-        .route(
-            "/active-runs",
-            get(super::routes::active_runs::list).post(super::routes::active_runs::assign),
-        )
-        .route("/active-runs/+peek", get(super::routes::active_runs::peek))
-        .route(
-            "/active-runs/{run_id}",
-            get(super::routes::active_runs::get),
-        )
-        .route(
-            "/active-runs/{run_id}/finish",
-            post(super::routes::finish::finish),
-        )
-        .route("/log/{run_id}", get(super::routes::logs::log_index))
-        .route("/log/{run_id}/{filename}", get(super::routes::logs::log))
-        .route("/kill/{run_id}", post(super::routes::logs::kill))
-        .route("/queue", get(super::routes::queue::list))
-        .route("/queue/position", get(super::routes::queue::position))
-        .route("/schedule", post(super::routes::schedule::schedule))
-        .route(
-            "/schedule-control",
-            post(super::routes::schedule::schedule_control),
-        )
-        .route(
-            "/runs/{run_id}",
-            get(super::routes::runs::get).post(super::routes::runs::update),
-        )
-        .route(
-            "/codebases",
-            get(super::routes::codebases::list).post(super::routes::codebases::upload),
-        )
-        .route(
-            "/candidates",
-            get(super::routes::candidates::list).post(super::routes::candidates::upload),
-        )
-        .route(
-            "/candidates/{id}",
-            axum::routing::delete(super::routes::candidates::delete),
-        )
+    let (router, names) = routes().finish();
+    router
         .fallback(|| async { not_found_page() })
         .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))
         .layer(axum::middleware::map_response(framework_pages))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), names),
             super::metrics_layer::track,
         ))
         .with_state(state)
