@@ -17,7 +17,7 @@ pub struct App {
     pub background: Background,
     pub metrics: Metrics,
     pub storage: crate::storage::Storage,
-    pub status: crate::state::StatusPublisher,
+    pub status: StatusPublisher,
 }
 
 impl App {
@@ -41,28 +41,18 @@ impl App {
     }
 }
 
-/// Why the request failed if the cause is PostgreSQL or Redis being
-/// unreachable (connection refused or dropped, timed out), not the request.
-pub fn dependency_unavailable(err: &anyhow::Error) -> Option<String> {
-    fn redis_down(e: &redis::RedisError) -> bool {
-        e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
-    }
-    for cause in err.chain() {
-        let redis = cause.downcast_ref::<redis::RedisError>().or_else(|| {
-            match cause.downcast_ref::<crate::state::StateError>() {
-                Some(crate::state::StateError::Redis(e)) => Some(e),
-                _ => None,
-            }
-        });
-        if let Some(e) = redis.filter(|e| redis_down(e)) {
-            return Some(format!("Redis is unavailable: {e}"));
-        }
-        if let Some(
-            e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed),
-        ) = cause.downcast_ref::<sqlx::Error>()
-        {
-            return Some(format!("the database is unavailable: {e}"));
-        }
-    }
-    None
+/// Coalesces status publications: every caller gets a publication of a
+/// document read *after* its change, but callers that wait while one is
+/// being built share the next one. One caller at a time (the goldens, a
+/// single worker) therefore sees exactly one publication per change, as
+/// upstream; under concurrency the publications (each a full document,
+/// rebuilt from Redis so changes by other runner processes are included)
+/// stop multiplying with the request rate.
+#[derive(Debug, Default)]
+pub struct StatusPublisher {
+    /// Changes announced so far.
+    pub(crate) requested: std::sync::atomic::AtomicU64,
+    /// Changes covered by the last completed publication.
+    pub(crate) published: std::sync::atomic::AtomicU64,
+    pub(crate) turn: tokio::sync::Mutex<()>,
 }

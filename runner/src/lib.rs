@@ -11,6 +11,7 @@ pub mod background;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dependency;
 pub mod finish;
 pub mod forge;
 pub mod http;

@@ -534,7 +534,7 @@ pub fn spawn_reschedule_after_run(
             )
             .await;
             let Err(e) = outcome else { return };
-            match crate::app::dependency_unavailable(&e) {
+            match crate::dependency::unavailable(&e) {
                 Some(reason) => {
                     tracing::warn!(%reason, codebase, campaign, retry_in = ?delay, "reschedule after run failed; retrying");
                     tokio::time::sleep(delay).await;

@@ -55,26 +55,9 @@ impl PartialEq for BranchHandle {
     }
 }
 
-/// A branch an assignment may resume from (§4.3 forge, §4.4 VCS store).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResumeBranch {
-    /// The tip as a Breezy revision id (`git-v1:<sha>` for git).
-    pub revision: String,
-    /// The branch's user URL, as ResumeInfo's `branch_url`.
-    pub url: String,
-}
-
-/// Outcome of the forge lookup (§6.6).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ForgeResume {
-    None,
-    Found(ResumeBranch),
-    /// The forge answered 429: `host` is rate limited, `reason` the error text.
-    RateLimited {
-        host: String,
-        reason: String,
-    },
-}
+// The resume outcome types live with the forge lookup, which produces
+// them; re-exported so callers name them from here too.
+pub use crate::forge::{ForgeResume, ResumeBranch};
 
 impl OpenedBranch {
     /// silver-platter `full_branch_url`, trailing `/` stripped as the runner does.

@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Text { status, text } => text_response(status, text),
             ApiError::Reason { status, reason } => reason_response(status, &reason),
-            ApiError::Internal(err) => match crate::app::dependency_unavailable(&err) {
+            ApiError::Internal(err) => match crate::dependency::unavailable(&err) {
                 // Not the request's fault and worth retrying (the worker
                 // retries 5xx): a clear 503, not the 500 page.
                 Some(reason) => {

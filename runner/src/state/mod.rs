@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use redis::AsyncCommands;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
 mod lock;

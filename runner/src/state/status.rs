@@ -214,22 +214,6 @@ pub async fn publish<T: serde::Serialize + ?Sized>(
     Ok(())
 }
 
-/// Coalesces status publications: every caller gets a publication of a
-/// document read *after* its change, but callers that wait while one is
-/// being built share the next one. One caller at a time (the goldens, a
-/// single worker) therefore sees exactly one publication per change, as
-/// upstream; under concurrency the publications (each a full document,
-/// rebuilt from Redis so changes by other runner processes are included)
-/// stop multiplying with the request rate.
-#[derive(Debug, Default)]
-pub struct StatusPublisher {
-    /// Changes announced so far.
-    pub(super) requested: AtomicU64,
-    /// Changes covered by the last completed publication.
-    pub(super) published: AtomicU64,
-    pub(super) turn: tokio::sync::Mutex<()>,
-}
-
 /// Publish the status document on `queue` (after a change to active runs).
 pub async fn publish_status(app: &App) -> Result<(), StateError> {
     let p = &app.status;
