@@ -534,9 +534,48 @@ async fn store_finished(
         }
         None => None,
     };
+    let record = run_record(run, result, worker, &change_set);
+    let branches = result_branches(result);
+    if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
+        if db::runs::is_run_exists(&e) {
+            tx.rollback().await?;
+            // Stored by an attempt that could not release it: complete
+            // that release with the stored result.
+            if let Some(stored) = stored_run(app, &result.log_id).await? {
+                answer_stored(app, Some(run), stored, Vec::new()).await?;
+            }
+            return Err(FinishError::RunExists(result.log_id.clone()));
+        }
+        return Err(e.into());
+    }
+    if let Some(build) = debian_build_record(result) {
+        db::runs::store_debian_build(&mut tx, &build).await?;
+    }
+    db::queue::delete_item(&mut tx, run).await?;
+    tx.commit().await?;
+    count_stored(app, run, result);
+
+    state::release_finished(
+        app,
+        run,
+        &crate::py::json::to_string(&result.to_json()),
+        true,
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
+    after_release(app, run, &result.codebase, result.context.clone()).await
+}
+
+/// The `run` row of a stored result.
+fn run_record<'a>(
+    run: &'a ActiveRun,
+    result: &'a JanitorResult,
+    worker: Option<&'a str>,
+    change_set: &'a str,
+) -> db::runs::RunRecord<'a> {
     let json_text =
         |v: &serde_json::Value| crate::py::repr::truthy(v).then(|| crate::py::json::to_string(v));
-    let record = db::runs::RunRecord {
+    db::runs::RunRecord {
         id: &result.log_id,
         command: &run.command,
         description: result.description.as_deref(),
@@ -566,11 +605,15 @@ async fn store_finished(
             .then(|| crate::py::json::to_string(&result.failure_details)),
         failure_stage: result.failure_stage.as_deref(),
         target_branch_url: result.target_branch_url.as_deref(),
-        change_set: &change_set,
+        change_set,
         failure_transient: result.transient,
         codebase: &result.codebase,
-    };
-    let branches: Vec<db::runs::ResultBranchRow> = result
+    }
+}
+
+/// The `new_result_branch` rows of a stored result.
+fn result_branches(result: &JanitorResult) -> Vec<db::runs::ResultBranchRow> {
+    result
         .branches
         .iter()
         .flatten()
@@ -582,35 +625,30 @@ async fn store_finished(
                 b.revision.clone(),
             )
         })
-        .collect();
-    if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
-        if db::runs::is_run_exists(&e) {
-            tx.rollback().await?;
-            // Stored by an attempt that could not release it: complete
-            // that release with the stored result.
-            if let Some(stored) = stored_run(app, &result.log_id).await? {
-                answer_stored(app, Some(run), stored, Vec::new()).await?;
-            }
-            return Err(FinishError::RunExists(result.log_id.clone()));
-        }
-        return Err(e.into());
-    }
-    if let Some(BuilderResult::Debian(d)) = &result.builder_result {
-        if let (true, Some(version)) = (d.changes_filenames.is_some(), &d.build_version) {
-            let build = db::runs::DebianBuildRecord {
-                run_id: &result.log_id,
-                source: d.source.as_deref(),
-                version,
-                distribution: d.build_distribution.as_deref(),
-                lintian_result: (!d.lintian_result.is_null())
-                    .then(|| crate::py::json::to_string(&d.lintian_result)),
-                binary_packages: d.binary_packages.as_deref(),
-            };
-            db::runs::store_debian_build(&mut tx, &build).await?;
-        }
-    }
-    db::queue::delete_item(&mut tx, run).await?;
-    tx.commit().await?;
+        .collect()
+}
+
+/// The `debian_build` row, for a Debian build that produced changes.
+fn debian_build_record(result: &JanitorResult) -> Option<db::runs::DebianBuildRecord<'_>> {
+    let Some(BuilderResult::Debian(d)) = &result.builder_result else {
+        return None;
+    };
+    let (true, Some(version)) = (d.changes_filenames.is_some(), &d.build_version) else {
+        return None;
+    };
+    Some(db::runs::DebianBuildRecord {
+        run_id: &result.log_id,
+        source: d.source.as_deref(),
+        version,
+        distribution: d.build_distribution.as_deref(),
+        lintian_result: (!d.lintian_result.is_null())
+            .then(|| crate::py::json::to_string(&d.lintian_result)),
+        binary_packages: d.binary_packages.as_deref(),
+    })
+}
+
+/// Metrics and the log line of a stored run.
+fn count_stored(app: &App, run: &ActiveRun, result: &JanitorResult) {
     // Counted once the run is stored, so a refused or duplicate attempt
     // never counts (exact across runner processes).
     app.metrics
@@ -632,16 +670,6 @@ async fn store_finished(
         duration = result.duration(),
         "run finished"
     );
-
-    state::release_finished(
-        app,
-        run,
-        &crate::py::json::to_string(&result.to_json()),
-        true,
-    )
-    .await
-    .map_err(anyhow::Error::from)?;
-    after_release(app, run, &result.codebase, result.context.clone()).await
 }
 
 /// What follows the release of a stored run, whichever attempt did it: the

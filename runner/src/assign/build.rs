@@ -22,86 +22,33 @@ pub(super) async fn build_assignment(
         .map(str::to_string);
 
     let refresh = item.refresh.unwrap_or(false);
-    let mut colocated: Option<Vec<String>> = None;
-    let mut resume_branch: Option<vcs::ResumeBranch> = None;
-    let vcs_type: Option<String>;
-    match run
-        .vcs_info
-        .get("branch_url")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
-        Some(url) => match opener.open(&url, db_vcs_type.as_deref()).await {
-            Ok(branch) => {
-                run.vcs_info
-                    .insert("branch_url".into(), str_value(branch.full_url()));
-                colocated = Some(match builder {
-                    Builder::Debian { .. } => vcs::debian_colocated_branches(&branch),
-                    Builder::Generic { .. } => Vec::new(),
-                });
-                vcs_type = Some(branch.vcs_type.clone());
-                if !refresh {
-                    let names = crate::forge::candidate_names(
-                        campaign.branch_name.as_deref(),
-                        &item.codebase,
-                    );
-                    match opener.forge_resume(&branch, &names).await? {
-                        vcs::ForgeResume::None => {}
-                        vcs::ForgeResume::Found(b) => resume_branch = Some(b),
-                        vcs::ForgeResume::RateLimited { host, reason } => {
-                            state::rate_limit(app, &host, None).await?;
-                            abort(app, &run, "resume-rate-limited", &reason).await?;
-                            return Err(AssignError::RateLimited);
-                        }
-                    }
-                }
-            }
-            Err(vcs::OpenError::UnsupportedVcs(t)) => {
-                return Err(anyhow::anyhow!("unsupported vcs type {t}").into());
-            }
-            Err(e) => {
-                tracing::debug!(%url, error = %e, "error opening branch");
-                vcs_type = db_vcs_type.clone();
-            }
-        },
-        None => vcs_type = Some(db_vcs_type.clone().unwrap_or_else(|| "git".into())),
-    }
+    let Opened {
+        vcs_type,
+        colocated,
+        mut resume_branch,
+    } = open_branch(
+        app,
+        opener,
+        &builder,
+        campaign,
+        &item,
+        &mut run,
+        &db_vcs_type,
+    )
+    .await?;
     let vcs_type = vcs_type.map(|t| t.to_lowercase());
     let managers = managers(app)?;
 
     // §4.4: without a forge resume branch, the store's `<campaign>/main`.
     if resume_branch.is_none() && !refresh {
-        if let Some(t) = vcs_type.as_deref() {
-            match manager_for(&managers, t) {
-                None => tracing::warn!(vcs_type = t, "no public VCS manager"),
-                Some(manager) => {
-                    let branch = format!("{}/main", campaign.name.as_deref().unwrap_or_default());
-                    resume_branch = tokio::time::timeout(
-                        vcs::STORE_TIMEOUT,
-                        manager.branch_tip(&item.codebase, &branch, opener),
-                    )
-                    .await
-                    .ok()
-                    .flatten();
-                }
-            }
-        }
+        resume_branch =
+            store_resume_branch(&managers, vcs_type.as_deref(), campaign, &item, opener).await;
     }
 
-    // §4.5: a resume needs a successful, unrejected run at the branch's tip.
-    let mut resume: Option<Value> = None;
-    if let Some(b) = &resume_branch {
-        if let Some(r) = db::runs::resume_run(&mut conn, &item.campaign, &b.revision).await? {
-            if r.publish_status != "rejected" {
-                // Upstream refuses to hand out credentials-bearing URLs (QI-5: a 500).
-                if b.url.starts_with("git+ssh:") || b.url.starts_with("bzr+ssh:") {
-                    return Err(anyhow::anyhow!("resume branch {} is authenticated", b.url).into());
-                }
-                run.resume_from = Some(r.id.clone());
-                resume = Some(resume_json(&r, &b.url));
-            }
-        }
-    }
+    let resume = match &resume_branch {
+        Some(b) => resume_at(&mut conn, &item, b, &mut run).await?,
+        None => None,
+    };
 
     let environment = build_env(&builder)?;
     let config = build_config(app, &mut conn, &builder, campaign, &item).await?;
@@ -121,15 +68,7 @@ pub(super) async fn build_assignment(
         ),
     };
 
-    let mut env = environment.clone();
-    if let Some(committer) = non_empty(&app.config.committer) {
-        env.extend(committer_env(committer));
-    }
-    let (extra_env, command) =
-        splitout_env(&run.command).map_err(|e| anyhow::anyhow!("invalid command: {e}"))?;
-    for (k, v) in extra_env {
-        env.insert(k, str_value(v));
-    }
+    let (env, command) = worker_env(app, &environment, &run.command)?;
 
     let assignment = Assignment {
         id: run.log_id.clone(),
@@ -177,6 +116,142 @@ pub(super) async fn build_assignment(
         state::unclaim_run(app, &run).await?;
     }
     Ok(assignment)
+}
+
+/// What opening the codebase's branch gave (§4.3).
+struct Opened {
+    vcs_type: Option<String>,
+    colocated: Option<Vec<String>>,
+    resume_branch: Option<vcs::ResumeBranch>,
+}
+
+/// Open the item's branch (its URL in `run` becomes the full URL) and, unless
+/// refreshing, look for the bot's branch on the forge. A forge that
+/// rate-limits aborts the run.
+async fn open_branch(
+    app: &Arc<App>,
+    opener: &dyn BranchOpener,
+    builder: &Builder<'_>,
+    campaign: &crate::config::Campaign,
+    item: &db::queue::NextItem,
+    run: &mut ActiveRun,
+    db_vcs_type: &Option<String>,
+) -> Result<Opened, AssignError> {
+    let refresh = item.refresh.unwrap_or(false);
+    let url = run
+        .vcs_info
+        .get("branch_url")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let Some(url) = url else {
+        return Ok(Opened {
+            vcs_type: Some(db_vcs_type.clone().unwrap_or_else(|| "git".into())),
+            colocated: None,
+            resume_branch: None,
+        });
+    };
+    let branch = match opener.open(&url, db_vcs_type.as_deref()).await {
+        Ok(branch) => branch,
+        Err(vcs::OpenError::UnsupportedVcs(t)) => {
+            return Err(anyhow::anyhow!("unsupported vcs type {t}").into());
+        }
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "error opening branch");
+            return Ok(Opened {
+                vcs_type: db_vcs_type.clone(),
+                colocated: None,
+                resume_branch: None,
+            });
+        }
+    };
+    run.vcs_info
+        .insert("branch_url".into(), str_value(branch.full_url()));
+    let colocated = Some(match builder {
+        Builder::Debian { .. } => vcs::debian_colocated_branches(&branch),
+        Builder::Generic { .. } => Vec::new(),
+    });
+    let mut resume_branch = None;
+    if !refresh {
+        let names = crate::forge::candidate_names(campaign.branch_name.as_deref(), &item.codebase);
+        match opener.forge_resume(&branch, &names).await? {
+            vcs::ForgeResume::None => {}
+            vcs::ForgeResume::Found(b) => resume_branch = Some(b),
+            vcs::ForgeResume::RateLimited { host, reason } => {
+                state::rate_limit(app, &host, None).await?;
+                abort(app, run, "resume-rate-limited", &reason).await?;
+                return Err(AssignError::RateLimited);
+            }
+        }
+    }
+    Ok(Opened {
+        vcs_type: Some(branch.vcs_type.clone()),
+        colocated,
+        resume_branch,
+    })
+}
+
+/// The tip of `<campaign>/main` in the public VCS store, if it has one.
+async fn store_resume_branch(
+    managers: &[(String, VcsManager)],
+    vcs_type: Option<&str>,
+    campaign: &crate::config::Campaign,
+    item: &db::queue::NextItem,
+    opener: &dyn BranchOpener,
+) -> Option<vcs::ResumeBranch> {
+    let t = vcs_type?;
+    let Some(manager) = manager_for(managers, t) else {
+        tracing::warn!(vcs_type = t, "no public VCS manager");
+        return None;
+    };
+    let branch = format!("{}/main", campaign.name.as_deref().unwrap_or_default());
+    tokio::time::timeout(
+        vcs::STORE_TIMEOUT,
+        manager.branch_tip(&item.codebase, &branch, opener),
+    )
+    .await
+    .ok()
+    .flatten()
+}
+
+/// §4.5: a resume needs a successful, unrejected run at the branch's tip;
+/// `run` then records what it resumes from.
+async fn resume_at(
+    conn: &mut sqlx::PgConnection,
+    item: &db::queue::NextItem,
+    b: &vcs::ResumeBranch,
+    run: &mut ActiveRun,
+) -> Result<Option<Value>, AssignError> {
+    let Some(r) = db::runs::resume_run(conn, &item.campaign, &b.revision).await? else {
+        return Ok(None);
+    };
+    if r.publish_status == "rejected" {
+        return Ok(None);
+    }
+    // Upstream refuses to hand out credentials-bearing URLs (QI-5: a 500).
+    if b.url.starts_with("git+ssh:") || b.url.starts_with("bzr+ssh:") {
+        return Err(anyhow::anyhow!("resume branch {} is authenticated", b.url).into());
+    }
+    run.resume_from = Some(r.id.clone());
+    Ok(Some(resume_json(&r, &b.url)))
+}
+
+/// The worker's environment (build environment, committer, the command's
+/// leading `KEY=VALUE` words) and the command without them.
+fn worker_env(
+    app: &App,
+    environment: &Map<String, Value>,
+    command: &str,
+) -> Result<(Map<String, Value>, String), AssignError> {
+    let mut env = environment.clone();
+    if let Some(committer) = non_empty(&app.config.committer) {
+        env.extend(committer_env(committer));
+    }
+    let (extra_env, command) =
+        splitout_env(command).map_err(|e| anyhow::anyhow!("invalid command: {e}"))?;
+    for (k, v) in extra_env {
+        env.insert(k, str_value(v));
+    }
+    Ok((env, command))
 }
 
 /// ResumeInfo JSON (data-types.md §8).
