@@ -725,3 +725,159 @@ async fn a_codebase_name_too_long_for_a_directory_still_stores_its_logs() {
     assert!(stored.exists(), "no log at {}", stored.display());
     t.runner.shutdown().await.unwrap();
 }
+
+/// Mount a tmpfs of `size` at `dir` (root only). Unmounted on drop.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &std::path::Path, size: &str) -> Option<Mount> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_path_buf()))
+    }
+
+    fn read_only(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount read-only");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walkdir(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// The log store failing under load, with `--backup-directory`: a full
+/// disk, a read-only filesystem, and GCS refusing connections. Every
+/// finish is stored (201), its log in the backup, and nothing is lost.
+/// The filesystem faults need root (to mount a small tmpfs); without it
+/// they are skipped with a printed reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_faults_under_worker_load_lose_no_result() {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for fault in [
+        "log disk full",
+        "log disk read-only",
+        "GCS refusing connections",
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let logs = scratch.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let mount = if fault.starts_with("log disk") {
+            if !janitor_harness::services::process::is_root() {
+                println!("{fault}: skipped, mounting a small filesystem needs root");
+                continue;
+            }
+            let m = Mount::tmpfs(&logs, "64k").expect("mount tmpfs");
+            if fault.ends_with("full") {
+                // Fill it: the write fails with ENOSPC at some point.
+                let _ = std::fs::write(logs.join("filler"), vec![0u8; 128 << 10]);
+            } else {
+                m.read_only();
+            }
+            Some(m)
+        } else {
+            None
+        };
+        let backup = scratch.path().join("backup");
+        std::fs::create_dir_all(&backup).unwrap();
+        let (logs_location, emulator) = if fault.starts_with("GCS") {
+            (
+                "gs://refusing-logs".to_string(),
+                Some(format!("http://127.0.0.1:{}", free_port())),
+            )
+        } else {
+            (logs.display().to_string(), None)
+        };
+        let b = backup.clone();
+        let t = TestRunner::start_with(CONFIG, move |s, _| {
+            s.logs_location = Some(logs_location);
+            s.storage_emulator_host = emulator;
+            s.backup_directory = Some(b);
+        })
+        .await
+        .expect("runner");
+        janitor_harness::load::seed(&t.services.db.url, 2000, "fix")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let outcome = worker_load::run(WorkerLoad {
+            urls: vec![t.public("")],
+            user: "load".into(),
+            password: "load".into(),
+            workers: 8,
+            duration: Duration::from_secs(3),
+            give_up: Duration::from_secs(20),
+        })
+        .await;
+        let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, None).await;
+        let backed_up = walkdir(&backup.join("logs")).len();
+        // Neither store keeps a partial or empty log.
+        for store in [&logs, &backup] {
+            for f in walkdir(store) {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                if name.starts_with(".partial-") || (name.ends_with(".gz") && len == 0) {
+                    failures.push(format!("{fault}: left behind {}", f.display()));
+                }
+            }
+        }
+        if lost > 0 || orphans > 0 || outcome.doubles() > 0 || !outcome.unexpected.is_empty() {
+            failures.push(format!(
+                "{fault}: {lost} lost, {orphans} orphans, {} doubles, unexpected {:?}",
+                outcome.doubles(),
+                &outcome.unexpected[..outcome.unexpected.len().min(3)]
+            ));
+        }
+        if backed_up < outcome.finished.len() {
+            failures.push(format!(
+                "{fault}: {} finished but {backed_up} logs in the backup",
+                outcome.finished.len()
+            ));
+        }
+        if outcome.finished.len() < 10 {
+            failures.push(format!(
+                "{fault}: too little load ({} finished)",
+                outcome.finished.len()
+            ));
+        }
+        println!(
+            "{fault}: {} finished in {:.1} s, {backed_up} logs in the backup, {lost} lost",
+            outcome.finished.len(),
+            started.elapsed().as_secs_f64()
+        );
+        rows.push(FaultReport {
+            fault,
+            recovery: outcome.recovery_after(started),
+            outcome,
+            lost,
+            orphans,
+        });
+        t.runner.shutdown().await.unwrap();
+        drop(mount);
+    }
+    print_table(&rows);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
