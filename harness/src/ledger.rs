@@ -37,6 +37,11 @@ pub struct Divergence {
     /// `request_when`): how an entry excludes a neighbouring cause.
     #[serde(default)]
     pub request_unless: Vec<Check>,
+    /// Conditions on the JSON body of the earlier step whose answer created
+    /// the run this step's path names (its assign): how an entry tells apart
+    /// runs assigned with and without a backchannel. No such step: no match.
+    #[serde(default)]
+    pub assigned_when: Vec<Check>,
     /// Who makes the request, relative to the scenario: `unregistered` (the
     /// worker named by the request, or by the assign that created the run,
     /// is inserted by no seed statement), `not-the-runs` (the Basic login of
@@ -273,6 +278,11 @@ impl Divergence {
             && !self.request_unless.iter().any(holds)
             && self.when.iter().all(|c| c.holds(resp))
             && self.worker_condition_holds(scenario, step)
+            && (self.assigned_when.is_empty()
+                || assigning_step(scenario, step).is_some_and(|i| {
+                    let body = request_body(&scenario.steps[i].request);
+                    self.assigned_when.iter().all(|c| c.holds(body))
+                }))
             && self.retry_of.is_none_or(|status| {
                 scenario.steps[..step].iter().any(|e| {
                     e.method() == s.method()
@@ -299,33 +309,52 @@ impl Divergence {
         }
     }
 
-    /// Steps this entry names as changed by its fix (`steps[N].response…`).
-    fn later_steps(&self) -> Vec<usize> {
+    /// Steps this entry names as changed by its fix: counted from the step
+    /// it matches (`later[N].response…`, the Nth step after it), or, for an
+    /// entry that matches several steps of one scenario, absolute
+    /// (`steps[N].response…`).
+    fn later_steps(&self, step: usize) -> Vec<usize> {
+        let absolute = self.differs.iter().filter_map(|d| {
+            let (n, tail) = d.strip_prefix("steps[")?.split_once(']')?;
+            tail.starts_with(".response").then(|| n.parse().ok())?
+        });
         self.differs
             .iter()
-            .filter_map(|d| d.strip_prefix("steps["))
-            .filter_map(|rest| {
-                let (n, tail) = rest.split_once(']')?;
-                tail.starts_with(".response").then(|| n.parse().ok())?
-            })
+            .filter_map(|d| later_offset(d))
+            .map(|(n, _)| step + n)
+            .chain(absolute)
             .collect()
     }
 
     fn step_paths(&self, step: usize) -> Vec<String> {
         self.differs
             .iter()
-            .filter(|d| d.starts_with("response"))
-            .map(|d| format!("steps[{step}].{d}"))
+            .filter_map(|d| {
+                if d.starts_with("response") {
+                    Some(format!("steps[{step}].{d}"))
+                } else {
+                    later_offset(d).map(|(n, tail)| format!("steps[{}]{tail}", step + n))
+                }
+            })
             .collect()
     }
 
     fn document_paths(&self) -> Vec<&str> {
         self.differs
             .iter()
-            .filter(|d| !d.starts_with("response"))
+            .filter(|d| !d.starts_with("response") && later_offset(d).is_none())
             .map(String::as_str)
             .collect()
     }
+}
+
+/// `later[N].response…` → (N, `.response…`): a step N after the matching
+/// one, whose answer the entry's fix changes.
+fn later_offset(path: &str) -> Option<(usize, &str)> {
+    let rest = path.strip_prefix("later[")?;
+    let (n, tail) = rest.split_once(']')?;
+    tail.starts_with(".response")
+        .then(|| n.parse().ok().map(|n| (n, tail)))?
 }
 
 /// The Basic login of a request, if it carries one.
@@ -469,6 +498,17 @@ impl Ledger {
                     );
                 }
             }
+            if let Some(bad) = d
+                .differs
+                .iter()
+                .find(|p| p.starts_with("later[") && later_offset(p).is_none())
+            {
+                anyhow::bail!(
+                    "{}: divergence {:?}: {bad:?} is not `later[N].response…`",
+                    path.display(),
+                    d.id
+                );
+            }
             if d.differs.is_empty() && d.superset.is_empty() {
                 anyhow::bail!(
                     "{}: divergence {:?} names no path that differs",
@@ -542,14 +582,14 @@ impl Ledger {
                 None => verdict.unexplained.push(diff),
             }
         }
-        // A fix that changes later steps names them (`steps[N].response…`):
+        // A fix that changes later steps names them (`later[N].response…`):
         // those steps answer differently as a whole, so the promises other
         // entries make about them are not checked.
         // An entry whose whole response differs claims its own step too.
         let claims = |e: usize, i: usize| {
             let entry = &self.divergence[e];
             let own = entry.differs.iter().any(|d| d == "response").then_some(i);
-            entry.later_steps().into_iter().chain(own)
+            entry.later_steps(i).into_iter().chain(own)
         };
         let claimed: BTreeSet<usize> = applying.iter().flat_map(|&(e, i)| claims(e, i)).collect();
         for (k, (e, i)) in applying.iter().enumerate() {

@@ -382,10 +382,26 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 scenarios
             };
-            let (mut same, mut differ) = (0, 0);
+            let (mut same, mut differ, mut errors) = (0, 0, 0);
             for f in collect(&paths)? {
-                let s = Scenario::load(&f)?;
-                let diffs = record::diff_targets(&s, &a, &b).await?;
+                // A scenario that cannot be run (unreadable, a target that
+                // does not start) is reported and the next one runs.
+                let s = match Scenario::load(&f) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors += 1;
+                        println!("{:<45} ERROR {e:#}", f.display());
+                        continue;
+                    }
+                };
+                let diffs = match record::diff_targets(&s, &a, &b).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        errors += 1;
+                        println!("{:<45} ERROR {e:#}", s.name);
+                        continue;
+                    }
+                };
                 if diffs.is_empty() {
                     same += 1;
                     println!("{:<45} same", s.name);
@@ -402,8 +418,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     }
                 }
             }
-            println!("{same} passed, {differ} failed");
-            Ok(differ == 0)
+            println!("{same} same, {differ} differ, {errors} errors");
+            Ok(differ == 0 && errors == 0)
         }
     }
 }

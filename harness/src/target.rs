@@ -49,14 +49,33 @@ pub struct GcsBuckets {
     pub artifacts: String,
 }
 
+/// An external target's process, killed (SIGKILL) and reaped when dropped,
+/// so a scenario step that fails (an early `?`) leaves no runner behind.
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        ChildGuard(child)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 pub enum RunningTarget {
     InProcess(Box<Runner>),
     External {
-        child: Child,
+        child: ChildGuard,
         admin: String,
         public: String,
         settle: Duration,
-        _config: tempfile::NamedTempFile,
+        _config: std::sync::Arc<tempfile::NamedTempFile>,
     },
 }
 
@@ -102,44 +121,65 @@ impl RunningTarget {
                     env.dir.localize(&r.artifact_location)
                 );
                 std::io::Write::write_all(&mut config, full.as_bytes())?;
-                let port = crate::services::process::free_port()?;
-                let public_port = crate::services::process::free_port()?;
-                let avoid: Vec<String> = r
-                    .avoid_hosts
-                    .iter()
-                    .map(|h| format!("--avoid-host={h}"))
-                    .collect();
-                let line = cmd
-                    .replace("{config}", &config.path().display().to_string())
-                    .replace("{port}", &port.to_string())
-                    .replace("{public_port}", &public_port.to_string())
-                    .replace("{vcs}", &env.dir.localize(&r.public_vcs_location))
-                    .replace("{logs}", &env.dir.localize(&r.logs_location))
-                    .replace("{artifacts}", &env.dir.localize(&r.artifact_location))
-                    .replace("{run_timeout}", &r.run_timeout_minutes.to_string())
-                    .replace("{avoid_hosts}", &avoid.join(" "))
-                    .replace(
-                        "{dep_server_url}",
-                        r.dep_server_url.as_deref().unwrap_or(""),
-                    )
-                    .replace(
-                        "{apt_archive_url}",
-                        r.apt_archive_url.as_deref().unwrap_or(""),
-                    );
-                let child = Command::new("sh")
-                    .args(["-c", &format!("exec {line}")])
-                    .stdin(Stdio::null())
-                    .spawn()
-                    .with_context(|| format!("starting target {line}"))?;
-                let mut target = RunningTarget::External {
-                    child,
-                    admin: format!("http://127.0.0.1:{port}"),
-                    public: format!("http://127.0.0.1:{public_port}"),
-                    settle: *settle,
-                    _config: config,
-                };
-                target.wait_healthy().await?;
-                Ok(target)
+                let config = std::sync::Arc::new(config);
+                // A free port may be taken by a parallel job (`--jobs N`)
+                // before the target binds it: the target then exits, or
+                // another job's runner answers on it while ours dies. Either
+                // way, start again on other ports.
+                let mut last_error = None;
+                for _attempt in 0..3 {
+                    let port = crate::services::process::free_port()?;
+                    let public_port = crate::services::process::free_port()?;
+                    let avoid: Vec<String> = r
+                        .avoid_hosts
+                        .iter()
+                        .map(|h| format!("--avoid-host={h}"))
+                        .collect();
+                    let line = cmd
+                        .replace("{config}", &config.path().display().to_string())
+                        .replace("{port}", &port.to_string())
+                        .replace("{public_port}", &public_port.to_string())
+                        .replace("{vcs}", &env.dir.localize(&r.public_vcs_location))
+                        .replace("{logs}", &env.dir.localize(&r.logs_location))
+                        .replace("{artifacts}", &env.dir.localize(&r.artifact_location))
+                        .replace("{run_timeout}", &r.run_timeout_minutes.to_string())
+                        .replace("{avoid_hosts}", &avoid.join(" "))
+                        .replace(
+                            "{dep_server_url}",
+                            r.dep_server_url.as_deref().unwrap_or(""),
+                        )
+                        .replace(
+                            "{apt_archive_url}",
+                            r.apt_archive_url.as_deref().unwrap_or(""),
+                        );
+                    let child = Command::new("sh")
+                        .args(["-c", &format!("exec {line}")])
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .with_context(|| format!("starting target {line}"))?;
+                    let mut target = RunningTarget::External {
+                        child: ChildGuard(child),
+                        admin: format!("http://127.0.0.1:{port}"),
+                        public: format!("http://127.0.0.1:{public_port}"),
+                        settle: *settle,
+                        _config: config.clone(),
+                    };
+                    match target.wait_healthy().await {
+                        Ok(()) => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            if target.exited()? {
+                                last_error = Some(anyhow::anyhow!(
+                                    "target exited after another process answered on its port"
+                                ));
+                                continue;
+                            }
+                            return Ok(target);
+                        }
+                        Err(e) if target.exited()? => last_error = Some(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| anyhow::anyhow!("target did not start")))
             }
         }
     }
@@ -155,7 +195,7 @@ impl RunningTarget {
                 }
             }
             if let RunningTarget::External { child, .. } = self {
-                if let Some(status) = child.try_wait()? {
+                if let Some(status) = child.0.try_wait()? {
                     bail!("target exited before answering /health ({status})");
                 }
             }
@@ -163,6 +203,22 @@ impl RunningTarget {
                 bail!("target did not answer {url} within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether an external target's process has exited.
+    fn exited(&mut self) -> anyhow::Result<bool> {
+        Ok(match self {
+            RunningTarget::InProcess(_) => false,
+            RunningTarget::External { child, .. } => child.0.try_wait()?.is_some(),
+        })
+    }
+
+    /// The external target's pid (tests check nothing is left behind).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            RunningTarget::InProcess(_) => None,
+            RunningTarget::External { child, .. } => Some(child.0.id()),
         }
     }
 
@@ -196,17 +252,15 @@ impl RunningTarget {
             RunningTarget::InProcess(r) => r.shutdown().await,
             RunningTarget::External { mut child, .. } => {
                 unsafe {
-                    libc::kill(child.id() as i32, libc::SIGTERM);
+                    libc::kill(child.0.id() as i32, libc::SIGTERM);
                 }
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while child.try_wait()?.is_none() {
+                while child.0.try_wait()?.is_none() {
                     if Instant::now() > deadline {
-                        child.kill()?;
-                        break;
+                        break; // the guard kills it
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let _ = child.wait();
                 Ok(())
             }
         }

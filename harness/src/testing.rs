@@ -261,3 +261,13 @@ impl Drop for Messages {
         self.task.abort();
     }
 }
+
+/// Print a test's report table and keep it in `target/test-reports/<name>.txt`
+/// of the project, which `ci/test` shows at the end (cargo test hides a
+/// passing test's output).
+pub fn report(name: &str, text: &str) {
+    println!("{text}");
+    let dir = crate::project_dir().join("target/test-reports");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), text);
+}

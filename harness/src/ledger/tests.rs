@@ -322,6 +322,26 @@ fn entries_match_only_their_cause_in_the_recordings() {
             0,
             false,
         ),
+        // A log of a run without a backchannel vs one the worker lacks.
+        ("log-file-no-backchannel-501", "log-no-backchannel", 2, true),
+        (
+            "log-file-no-backchannel-501",
+            "log-index-and-download",
+            3,
+            false,
+        ),
+        (
+            "log-file-missing-on-worker-404",
+            "log-index-and-download",
+            3,
+            true,
+        ),
+        (
+            "log-file-missing-on-worker-404",
+            "log-no-backchannel",
+            2,
+            false,
+        ),
         // A non-http backchannel vs an http one.
         (
             "public-backchannel-scheme-400",

@@ -22,6 +22,7 @@ pub struct PostgresServer {
     admin_url: url::Url,
     template: String,
     _process: Option<OwnedProcess>,
+    spawned: Option<Spawned>,
     #[allow(dead_code)]
     container: Option<super::containers::ContainerGuard>,
     pub provider: Provider,
@@ -33,15 +34,17 @@ static CLONES: AtomicUsize = AtomicUsize::new(0);
 impl PostgresServer {
     pub async fn start(provider: Provider) -> anyhow::Result<PostgresServer> {
         let t0 = Instant::now();
-        let (admin_url, process, container) = match &provider {
+        let mut container = None;
+        let (admin_url, process, spawned) = match &provider {
             Provider::Env(url) => (url::Url::parse(url).context(DATABASE_URL_ENV)?, None, None),
             Provider::Container => {
                 let (url, guard) = super::containers::postgres().await?;
-                (url, None, Some(guard))
+                container = Some(guard);
+                (url, None, None)
             }
             Provider::Spawn => {
-                let (url, p) = spawn_postgres().await?;
-                (url, Some(p), None)
+                let (url, p, spawned) = spawn_postgres().await?;
+                (url, Some(p), Some(spawned))
             }
         };
         let template = template_name();
@@ -49,6 +52,7 @@ impl PostgresServer {
             admin_url,
             template,
             _process: process,
+            spawned,
             container,
             provider,
             startup: Duration::ZERO,
@@ -56,6 +60,41 @@ impl PostgresServer {
         server.ensure_template().await?;
         server.startup = t0.elapsed();
         Ok(server)
+    }
+
+    /// A spawned server killed (SIGKILL, as a crash), down for `pause`, then
+    /// started again on the same port and data directory (chaos tests use a
+    /// private server for this, never the shared one).
+    pub async fn restart(&mut self, pause: Duration) -> anyhow::Result<()> {
+        let spawned = self
+            .spawned
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("only a spawned server can be restarted"))?;
+        let dir = spawned.data.parent().map(std::path::Path::to_path_buf);
+        if let Some(old) = self._process.take() {
+            old.disarm(); // killed and reaped; the data directory stays
+        }
+        tokio::time::sleep(pause).await;
+        let pg = postgres_command(
+            &spawned.bindir,
+            &spawned.data,
+            &spawned.sockets,
+            spawned.port,
+            spawned.owner,
+        );
+        let proc = OwnedProcess::spawn(pg, dir, libc::SIGQUIT)?;
+        self._process = Some(proc);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while PgConnection::connect(self.admin_url.as_str())
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("restarted postgres did not accept connections within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     pub fn url_for(&self, database: &str) -> String {
@@ -232,7 +271,7 @@ fn find_bindir() -> anyhow::Result<PathBuf> {
         })
 }
 
-async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
+async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess, Spawned)> {
     let bindir = find_bindir()?;
     let dir = server_dir("janitor-harness-pg-")?;
     let data = dir.join("data");
@@ -273,37 +312,21 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
     }
     for attempt in 0..5 {
         let port = free_port()?;
-        let mut pg = Command::new(bindir.join("postgres"));
-        pg.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&sockets)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "timezone=UTC",
-                "-c",
-                "max_connections=300",
-                "-c",
-                "shared_buffers=128MB",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        as_user(&mut pg, owner);
+        let pg = postgres_command(&bindir, &data, &sockets, port, owner);
         // SIGQUIT: immediate shutdown; the data directory is thrown away anyway.
         let mut proc = OwnedProcess::spawn(pg, Some(dir.clone()), libc::SIGQUIT)?;
         let url = url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if PgConnection::connect(url.as_str()).await.is_ok() {
-                return Ok((url, proc));
+                let spawned = Spawned {
+                    bindir,
+                    data,
+                    sockets,
+                    port,
+                    owner,
+                };
+                return Ok((url, proc, spawned));
             }
             if proc.exited().is_some() {
                 break; // port clash or bad config: try another port
@@ -320,6 +343,50 @@ async fn spawn_postgres() -> anyhow::Result<(url::Url, OwnedProcess)> {
         proc.disarm(); // keeps the directory for the next attempt
     }
     bail!("could not start postgres (5 attempts)")
+}
+
+/// How a spawned server is started (kept for [`PostgresServer::restart`]).
+#[derive(Debug, Clone)]
+struct Spawned {
+    bindir: PathBuf,
+    data: PathBuf,
+    sockets: PathBuf,
+    port: u16,
+    owner: Option<(u32, u32)>,
+}
+
+fn postgres_command(
+    bindir: &std::path::Path,
+    data: &std::path::Path,
+    sockets: &std::path::Path,
+    port: u16,
+    owner: Option<(u32, u32)>,
+) -> Command {
+    let mut pg = Command::new(bindir.join("postgres"));
+    pg.arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(sockets)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "timezone=UTC",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    as_user(&mut pg, owner);
+    pg
 }
 
 fn as_user(cmd: &mut Command, owner: Option<(u32, u32)>) {

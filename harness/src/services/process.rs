@@ -94,10 +94,11 @@ impl OwnedProcess {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Give up a process that has exited (a failed start) without removing
-    /// its directory, which the next attempt reuses: the child is reaped
-    /// and its pid unregistered, so a later process that gets the same pid
-    /// is never signalled on its behalf (as `mem::forget` would leave it).
+    /// Give up a process (one that failed to start, or a server being
+    /// restarted) without removing its directory, which the next process
+    /// reuses: the child is killed (SIGKILL) and reaped and its pid
+    /// unregistered, so a later process that gets the same pid is never
+    /// signalled on its behalf (as `mem::forget` would leave it).
     pub fn disarm(mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id();

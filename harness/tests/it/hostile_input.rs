@@ -367,16 +367,17 @@ async fn no_request_causes_a_500_and_no_4xx_changes_anything() {
         send("finish", req, what[..what.len().min(120)].to_string()).await;
     }
     t.runner.background_idle().await;
-    println!(
-        "\n{:<20} {:>6} {:>6} {:>6} {:>6}",
+    let mut table = format!(
+        "hostile values, field by field\n{:<20} {:>6} {:>6} {:>6} {:>6}\n",
         "route", "tried", "2xx", "4xx", "5xx"
     );
     for (name, e) in &tally {
-        println!(
-            "{name:<20} {:>6} {:>6} {:>6} {:>6}",
+        table += &format!(
+            "{name:<20} {:>6} {:>6} {:>6} {:>6}\n",
             e.tried, e.ok, e.client, e.server
         );
     }
+    janitor_harness::testing::report("hostile-input-walk", &table);
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -958,9 +959,11 @@ async fn fuzzed_requests_on_every_route_never_500_and_4xx_change_nothing() {
             state = fingerprint(&mut db, &mut redis).await;
         }
     }
-    println!(
-        "\nfuzzed in {:.0} s\n{:<22} {:>6} {:>6} {:>6} {:>7} {:>6}",
+    let mut table = format!(
+        "fuzzed requests ({} per route, {:.0} s; a 4xx that changed the state: {})\n{:<22} {:>6} {:>6} {:>6} {:>7} {:>6}\n",
+        n,
         started.elapsed().as_secs_f64(),
+        failures.iter().filter(|f| f.contains("changed the state")).count(),
         "route",
         "tried",
         "2xx",
@@ -969,11 +972,12 @@ async fn fuzzed_requests_on_every_route_never_500_and_4xx_change_nothing() {
         "5xx"
     );
     for (name, e) in &tally {
-        println!(
-            "{name:<22} {:>6} {:>6} {:>6} {:>7} {:>6}",
+        table += &format!(
+            "{name:<22} {:>6} {:>6} {:>6} {:>7} {:>6}\n",
             e.tried, e.ok, e.client, e.unavailable, e.server
         );
     }
+    janitor_harness::testing::report("hostile-input-fuzz", &table);
     assert!(
         failures.is_empty(),
         "{} failures (first 20):\n{}",

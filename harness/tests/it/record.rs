@@ -91,3 +91,57 @@ async fn diff_reports_a_runner_that_answers_differently() {
         "{diffs:?}"
     );
 }
+
+/// An external target's process dies with its guard: a scenario step that
+/// fails (an early return) leaves no runner behind.
+#[test]
+fn a_dropped_target_process_is_killed() {
+    let child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    drop(janitor_harness::target::ChildGuard::new(child));
+    // Reaped, so the pid no longer names a process (or zombie) of ours.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "pid {pid} still exists");
+}
+
+/// `diff` reports a scenario it cannot run and goes on with the next one,
+/// then summarises; the exit code says something went wrong.
+#[test]
+fn diff_goes_on_past_a_scenario_that_cannot_run() {
+    let golden = janitor_harness::golden_dir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_janitor-harness"))
+        .args(["diff", "--target", "in-process", "--target", "false"])
+        .arg(golden.join("health.json"))
+        .arg(golden.join("unknown-path.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches(" ERROR ").count(), 2, "{text}");
+    assert!(text.contains("0 same, 0 differ, 2 errors"), "{text}");
+    assert!(!out.status.success());
+}
+
+/// A target that fails to start (as when a parallel job took its port) is
+/// started again on other ports: here the first start exits at once.
+#[tokio::test]
+async fn a_target_that_exits_at_start_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("first-start");
+    let cmd = format!(
+        "sh -c 'if [ -e {m} ]; then exec {runner} --config {{config}} --port {{port}} \
+         --public-port {{public_port}} --listen-address 127.0.0.1 --public-vcs-location {{vcs}}; \
+         else touch {m}; exit 1; fi'",
+        m = marker.display(),
+        runner = janitor_harness::testing::runner_binary().display()
+    );
+    let target = TargetSpec::Command {
+        cmd,
+        settle: Duration::from_millis(200),
+    };
+    let recorded = record(&input("health"), &target).await.unwrap();
+    assert!(recorded.is_recorded());
+    assert!(marker.exists());
+}
