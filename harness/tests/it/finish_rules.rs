@@ -34,19 +34,12 @@ async fn start() -> Env {
 }
 
 /// A multipart finish body with result.json and one more file.
-fn body(filename: &str) -> (String, String) {
+fn body(filename: &str) -> (String, Vec<u8>) {
     let result = json!({
         "start_time": "2020-02-02T10:00:00Z",
         "finish_time": "2020-02-02T10:10:30Z",
     });
-    let b = "fInIsHbOuNdArY";
-    let text = format!(
-        "--{b}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"result.json\"\r\n\
-         Content-Type: application/json\r\n\r\n{result}\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\nx\n\r\n--{b}--\r\n"
-    );
-    (format!("multipart/form-data; boundary={b}"), text)
+    janitor_harness::testing::finish_body(&result, &[(filename, b"x\n")])
 }
 
 async fn finish(env: &Env, filename: &str) -> (u16, Value) {

@@ -60,20 +60,13 @@ async fn a_debian_finish_stores_the_same_objects_on_disk_and_in_gcs() {
 }
 
 /// A finished generic run with one log, `worker.log`.
-fn finish_body() -> (String, String) {
+fn finish_body() -> (String, Vec<u8>) {
     let result = json!({
         "code": "success",
         "start_time": "2020-02-02T10:00:00",
         "finish_time": "2020-02-02T10:10:30",
     });
-    let b = "sToRaGeBoUnDaRy";
-    let text = format!(
-        "--{b}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"result.json\"\r\n\
-         Content-Type: application/json\r\n\r\n{result}\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"worker.log\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\nworker says hi\n\r\n--{b}--\r\n"
-    );
-    (format!("multipart/form-data; boundary={b}"), text)
+    janitor_harness::testing::finish_body(&result, &[("worker.log", b"worker says hi\n")])
 }
 
 async fn register_run(runner: &Runner, db_url: &str) -> ActiveRun {
