@@ -122,7 +122,7 @@ impl Bed {
         let mut runs = Vec::new();
         for (id, codebase) in ids {
             let run = fake_run(self.app(), i64::from(id), &codebase);
-            state::register(self.app(), &run).await?;
+            state::register(&self.app().runs, &run).await?;
             runs.push(run.log_id);
         }
         sqlx::query("ANALYZE queue").execute(&self.db).await?;
@@ -131,7 +131,7 @@ impl Bed {
 
     async fn drop_active(&self, runs: &[String]) -> anyhow::Result<()> {
         for id in runs {
-            state::unclaim(self.app(), id).await?;
+            state::unclaim(&self.app().runs, id).await?;
         }
         sqlx::query("DELETE FROM queue WHERE codebase LIKE 'active-%'")
             .execute(&self.db)
@@ -171,7 +171,7 @@ fn fake_run(app: &App, queue_id: i64, codebase: &str) -> ActiveRun {
 /// Selection + atomic claim, as the assignment does it.
 async fn claim_once(app: &App) -> anyhow::Result<(Duration, String)> {
     let t = Instant::now();
-    let assigned: Vec<i32> = state::assigned_queue_items(app)
+    let assigned: Vec<i32> = state::assigned_queue_items(&app.runs)
         .await?
         .into_keys()
         .filter_map(|k| i32::try_from(k).ok())
@@ -186,7 +186,7 @@ async fn claim_once(app: &App) -> anyhow::Result<(Duration, String)> {
         .ok_or_else(|| anyhow::anyhow!("queue empty"))?;
     drop(conn);
     let run = fake_run(app, i64::from(item.id), &item.codebase);
-    state::register(app, &run).await?;
+    state::register(&app.runs, &run).await?;
     Ok((t.elapsed(), run.log_id))
 }
 
@@ -289,7 +289,9 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
                             let (d, run) = claim_once(bed.app()).await.expect("claim");
                             record(&id, d);
                             total += d;
-                            state::unclaim(bed.app(), &run).await.expect("unclaim");
+                            state::unclaim(&bed.app().runs, &run)
+                                .await
+                                .expect("unclaim");
                         }
                         total
                     })
@@ -308,7 +310,9 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
                             assert!(a.branch.url.is_none());
                             record(&id, d);
                             total += d;
-                            state::unclaim(bed.app(), &a.id).await.expect("unclaim");
+                            state::unclaim(&bed.app().runs, &a.id)
+                                .await
+                                .expect("unclaim");
                         }
                         total
                     })
@@ -335,7 +339,9 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
                             );
                             record(&id, d);
                             total += d;
-                            state::unclaim(bed.app(), &a.id).await.expect("unclaim");
+                            state::unclaim(&bed.app().runs, &a.id)
+                                .await
+                                .expect("unclaim");
                         }
                         total
                     })

@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", runner.admin_addr);
 
     // B: what assign::next_item does before its claim.
-    let claims: Vec<i32> = state::assigned_queue_items(&app)
+    let claims: Vec<i32> = state::assigned_queue_items(&app.runs)
         .await?
         .into_keys()
         .filter_map(|k| i32::try_from(k).ok())
@@ -88,11 +88,11 @@ async fn main() -> anyhow::Result<()> {
     };
     // As assign::next_item does: claim, then check the item is still queued
     // before announcing the run; a stale claim is withdrawn.
-    let claimed = state::claim(&app, &run).await.is_ok();
+    let claimed = state::claim(&app.runs, &run).await.is_ok();
     let still_queued = queue::exists(&mut conn, &x).await?;
     let handed_to_b = claimed && still_queued;
     if claimed && !still_queued {
-        state::withdraw(&app, &run).await?;
+        state::withdraw(&app.runs, &run).await?;
     }
     println!(
         "B's claim on {} succeeded: {claimed}; item still queued: {still_queued}",

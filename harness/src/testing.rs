@@ -157,7 +157,7 @@ impl TestRunner {
             self.runner.app.clock.now_naive(),
             janitor_runner::types::Backchannel::None,
         );
-        janitor_runner::state::register(&self.runner.app, &run).await?;
+        janitor_runner::state::register(&self.runner.app.runs, &run).await?;
         Ok(run)
     }
 }

@@ -94,7 +94,7 @@ pub async fn answer_stored(
 ) -> Result<Finished, FinishError> {
     if let Some(run) = run {
         let text = crate::py::json::to_string(&stored.result);
-        if state::release_finished(app, run, &text, false)
+        if state::release_finished(&app.runs, run, &text, false)
             .await
             .map_err(anyhow::Error::from)?
         {
@@ -332,7 +332,7 @@ pub async fn finish(
 
     // Nothing is written to the stores before this finish owns the run: a
     // concurrent or late second finish leaves no trace (divergence-policy §3).
-    let lock = state::FinishLock::acquire(app, &run.log_id, FINISH_LOCK_WAIT)
+    let lock = state::FinishLock::acquire(&app.runs, &run.log_id, FINISH_LOCK_WAIT)
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
@@ -341,7 +341,7 @@ pub async fn finish(
     let (app, run) = (app.clone(), run.clone());
     tokio::spawn(async move {
         let outcome = finish_owned(&app, &run, dir, filenames, logs, small, result).await;
-        if let Err(e) = lock.release(&app).await {
+        if let Err(e) = lock.release(&app.runs).await {
             tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
         }
         outcome
@@ -495,12 +495,12 @@ pub async fn finish_run(
     run: &ActiveRun,
     result: &mut JanitorResult,
 ) -> Result<(), FinishError> {
-    let lock = state::FinishLock::try_acquire(app, &run.log_id)
+    let lock = state::FinishLock::try_acquire(&app.runs, &run.log_id)
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
     let outcome = store_finished(app, run, result).await;
-    if let Err(e) = lock.release(app).await {
+    if let Err(e) = lock.release(&app.runs).await {
         tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
     }
     outcome
@@ -556,7 +556,7 @@ async fn store_finished(
     count_stored(app, run, result);
 
     state::release_finished(
-        app,
+        &app.runs,
         run,
         &crate::py::json::to_string(&result.to_json()),
         true,
@@ -680,7 +680,7 @@ async fn after_release(
     codebase: &str,
     context: Option<String>,
 ) -> Result<(), FinishError> {
-    state::publish_status(app)
+    state::publish_status(&app.runs)
         .await
         .map_err(anyhow::Error::from)?;
     app.metrics

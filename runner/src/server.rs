@@ -58,20 +58,26 @@ impl Runner {
         let storage = crate::storage::Storage::from_settings(&settings)
             .await
             .context("setting up log and artifact storage")?;
-        let metrics = crate::metrics::Metrics::with_label_bounds(
+        let metrics = Arc::new(crate::metrics::Metrics::with_label_bounds(
             settings.metric_label_max_length,
             settings.metric_label_max_values,
+        ));
+        let runs = crate::state::RunStore::new(
+            redis,
+            clock.clone(),
+            metrics.clone(),
+            settings.run_timeout_minutes,
+            settings.avoid_hosts.clone(),
         );
         let app = Arc::new(App {
             db,
-            redis,
+            runs,
             clock,
             settings,
             config,
             background: Background::default(),
             metrics,
             storage,
-            status: Default::default(),
         });
 
         let (shutdown, rx) = watch::channel(false);

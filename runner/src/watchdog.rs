@@ -13,7 +13,6 @@ use crate::state;
 use crate::types::result::JanitorResult;
 use crate::types::ActiveRun;
 use chrono::{NaiveDateTime, TimeDelta};
-use redis::AsyncCommands;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,9 +123,8 @@ pub async fn check(run: &ActiveRun, age: TimeDelta, run_timeout_minutes: u64) ->
 /// (upstream's loop dies on it, QI-23).
 pub async fn sweep(app: &App) -> anyhow::Result<Vec<(ActiveRun, Abort)>> {
     let timeout = app.settings.run_timeout_minutes;
-    let keepalives = state::keepalives(app).await?;
-    let mut redis = app.redis.clone();
-    let raw: Vec<(String, String)> = redis.hgetall(state::ACTIVE_RUNS).await?;
+    let keepalives = state::keepalives(&app.runs).await?;
+    let raw = state::active_runs_raw(&app.runs).await?;
     let now = app.clock.now_naive();
     let mut due = Vec::new();
     for (id, json) in raw {
@@ -150,7 +148,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Vec<(ActiveRun, Abort)>> {
     let mut aborts = Vec::new();
     for ((run, _), decision) in due.into_iter().zip(decisions) {
         if decision.keepalive {
-            if let Err(e) = state::keepalive(app, &run.log_id).await {
+            if let Err(e) = state::keepalive(&app.runs, &run.log_id).await {
                 tracing::warn!(run_id = %run.log_id, error = %e, "recording keepalive failed");
             }
         }
@@ -255,6 +253,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::types::Backchannel;
+    use redis::AsyncCommands;
     use wiremock::matchers::path;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -421,22 +420,29 @@ mod tests {
 
     async fn test_app(redis_url: &str, clock: Arc<ManualClock>) -> App {
         let client = redis::Client::open(redis_url).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let settings = crate::settings::Settings::new("postgres://unused", redis_url);
         App {
             // Never used by the watchdog: a lazy pool opens no connection.
             db: sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap(),
-            redis: redis::aio::ConnectionManager::new(client).await.unwrap(),
+            runs: state::RunStore::new(
+                redis::aio::ConnectionManager::new(client).await.unwrap(),
+                clock.clone(),
+                metrics.clone(),
+                settings.run_timeout_minutes,
+                Vec::new(),
+            ),
             clock,
-            settings: crate::settings::Settings::new("postgres://unused", redis_url),
+            settings,
             config: crate::config::parse_config("").unwrap(),
             background: crate::background::Background::new(1),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             storage: crate::storage::Storage::default(),
-            status: Default::default(),
         }
     }
 
     async fn store(app: &App, run: &ActiveRun) {
-        let mut r = app.redis.clone();
+        let mut r = app.runs.connection();
         let json = crate::py::json::to_string(&run.to_json(&app.clock.now_naive()));
         r.hset::<_, _, _, ()>(state::ACTIVE_RUNS, &run.log_id, json)
             .await
@@ -472,12 +478,12 @@ mod tests {
         for run in [&alive_run, &silent_run, &fresh_run] {
             store(&app, run).await;
         }
-        let mut r = app.redis.clone();
+        let mut r = app.runs.connection();
         r.hset::<_, _, _, ()>(state::ACTIVE_RUNS, "junk", "{not json")
             .await
             .unwrap();
         clock.advance(TimeDelta::minutes(61));
-        state::keepalive(&app, "fresh").await.unwrap();
+        state::keepalive(&app.runs, "fresh").await.unwrap();
         clock.advance(TimeDelta::minutes(5));
 
         let aborts = sweep(&app).await.unwrap();
@@ -493,7 +499,7 @@ mod tests {
                 "No keepalives received in 1:06:00."
             )]
         );
-        let keepalives = state::keepalives(&app).await.unwrap();
+        let keepalives = state::keepalives(&app.runs).await.unwrap();
         assert_eq!(keepalives.get("alive"), Some(&clock.now_naive()));
         assert!(!keepalives.contains_key("silent"));
         assert!(fresh.received_requests().await.unwrap().is_empty());

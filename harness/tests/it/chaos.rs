@@ -248,7 +248,7 @@ async fn without_a_backup_a_failing_log_store_is_a_503() {
             .is_some_and(|r| r.contains("worker.log")),
         "{reason}"
     );
-    assert!(janitor_runner::state::get(&t.runner.app, &run.log_id)
+    assert!(janitor_runner::state::get(&t.runner.app.runs, &run.log_id)
         .await
         .unwrap()
         .is_some());
@@ -276,18 +276,24 @@ async fn an_assign_failing_after_its_claim_releases_it() {
     assert_eq!(status, 500, "{body}");
     let app = &t.runner.app;
     assert_eq!(
-        janitor_runner::state::active_run_count(app).await.unwrap(),
+        janitor_runner::state::active_run_count(&app.runs)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
-        janitor_runner::state::claim_holder(app, 1).await.unwrap(),
+        janitor_runner::state::claim_holder(&app.runs, 1)
+            .await
+            .unwrap(),
         None
     );
     // The item is still queued and can be claimed again at once.
     let (status, _, _) = assign(&t).await;
     assert_eq!(status, 500);
     assert_eq!(
-        janitor_runner::state::claim_holder(app, 1).await.unwrap(),
+        janitor_runner::state::claim_holder(&app.runs, 1)
+            .await
+            .unwrap(),
         None
     );
     t.runner.shutdown().await.unwrap();
@@ -409,9 +415,11 @@ async fn audit(
             .filter(|id| !published.contains(*id))
             .count();
     }
-    let orphans = janitor_runner::state::active_run_count(app).await.unwrap() as usize;
+    let orphans = janitor_runner::state::active_run_count(&app.runs)
+        .await
+        .unwrap() as usize;
     if lost > 0 || orphans > 0 {
-        let mut redis = app.redis.clone();
+        let mut redis = app.runs.connection();
         let active: Vec<String> = redis::AsyncCommands::hkeys(&mut redis, "active-runs")
             .await
             .unwrap();
@@ -696,7 +704,7 @@ async fn two_watchdogs_abort_each_run_once() {
         0.0
     );
     assert_eq!(
-        janitor_runner::state::active_run_count(&t.runner.app)
+        janitor_runner::state::active_run_count(&t.runner.app.runs)
             .await
             .unwrap(),
         0

@@ -72,7 +72,7 @@ async fn runs_stored(env: &mut Env) -> i64 {
 async fn a_run_that_lost_its_queue_item_is_not_found() {
     let mut env = start().await;
     // The queue item now belongs to another run.
-    let mut redis = env.t.runner.app.redis.clone();
+    let mut redis = env.t.runner.app.runs.connection();
     redis
         .hset::<_, _, _, ()>(
             state::ASSIGNED_QUEUE_ITEMS,
@@ -111,7 +111,7 @@ async fn upload_names_leaving_the_directory_are_refused() {
         assert!(json["reason"].is_string(), "{name}: {json}");
     }
     assert_eq!(runs_stored(&mut env).await, 0);
-    assert!(state::get(&env.t.runner.app, &env.run.log_id)
+    assert!(state::get(&env.t.runner.app.runs, &env.run.log_id)
         .await
         .expect("get")
         .is_some());

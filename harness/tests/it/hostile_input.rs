@@ -349,7 +349,7 @@ async fn no_request_causes_a_500_and_no_4xx_changes_anything() {
         "target": {"name": "generic", "details": {}}, "transient": false, "failure_details": {"x": 1}});
     let mut run_id = id.clone();
     for (n, v) in variants(&result).into_iter().enumerate() {
-        if janitor_runner::state::get(&t.runner.app, &run_id)
+        if janitor_runner::state::get(&t.runner.app.runs, &run_id)
             .await
             .unwrap()
             .is_none()
@@ -1099,7 +1099,7 @@ async fn an_upload_that_stops_sending_is_refused() {
     assert!(read.is_ok(), "no answer 10 s after the body stopped");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(janitor_runner::state::get(&t.runner.app, &run.log_id)
+    assert!(janitor_runner::state::get(&t.runner.app.runs, &run.log_id)
         .await
         .unwrap()
         .is_some());

@@ -97,7 +97,7 @@ async fn register_run(runner: &Runner, db_url: &str) -> ActiveRun {
         instigated_context: Value::Null,
         resume_from: None,
     };
-    state::register(&runner.app, &run).await.unwrap();
+    state::register(&runner.app.runs, &run).await.unwrap();
     run
 }
 

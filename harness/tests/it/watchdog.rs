@@ -60,8 +60,8 @@ async fn silent_and_vanished_runs_are_aborted_and_stored() {
             my_url: worker.url(),
         },
     );
-    state::register(&app, &silent).await.expect("register");
-    state::register(&app, &moved).await.expect("register");
+    state::register(&app.runs, &silent).await.expect("register");
+    state::register(&app.runs, &moved).await.expect("register");
 
     // Within the timeout: nothing happens (the moved worker is not even due).
     clock.advance(TimeDelta::minutes(19));
@@ -104,7 +104,7 @@ async fn silent_and_vanished_runs_are_aborted_and_stored() {
             ),
         ]
     );
-    assert_eq!(state::active_run_count(&app).await.expect("count"), 0);
+    assert_eq!(state::active_run_count(&app.runs).await.expect("count"), 0);
 
     // Aborting again finds the runs stored: logged, not an error.
     for (run, abort) in &aborts {

@@ -47,7 +47,9 @@ async fn run_with_backchannel(t: &TestRunner, codebase: &str, bc: Backchannel) -
         .await
         .expect("register");
     run.backchannel = bc;
-    state::update(&t.runner.app, &run).await.expect("update");
+    state::update(&t.runner.app.runs, &run)
+        .await
+        .expect("update");
     run
 }
 
@@ -132,7 +134,7 @@ async fn a_json_string_log_id_keeps_the_run_alive() {
     }
     let pings = worker.received_requests().await.unwrap();
     assert_eq!(pings.len(), 4);
-    assert!(state::get(&app, &run.log_id).await.unwrap().is_some());
+    assert!(state::get(&app.runs, &run.log_id).await.unwrap().is_some());
 
     let (status, body) = finish(
         &t,
@@ -252,8 +254,8 @@ async fn a_retry_after_a_commit_without_release_completes_it() {
     assert_eq!(s1, 201);
     // Put Redis back as it was before the release: the state a crash
     // right after the commit leaves.
-    state::claim(&app, &run).await.expect("re-claim");
-    assert!(state::get(&app, &run.log_id).await.unwrap().is_some());
+    state::claim(&app.runs, &run).await.expect("re-claim");
+    assert!(state::get(&app.runs, &run.log_id).await.unwrap().is_some());
 
     let results = Messages::subscribe(&t.services.redis.url, "result")
         .await
@@ -261,8 +263,11 @@ async fn a_retry_after_a_commit_without_release_completes_it() {
     let (s2, body) = finish(&t, url, None, b"second\n").await;
     assert_eq!(s2, 201, "{body}");
     assert_eq!(body["result"]["code"], "success");
-    assert_eq!(state::get(&app, &run.log_id).await.unwrap(), None);
-    assert_eq!(state::claim_holder(&app, run.queue_id).await.unwrap(), None);
+    assert_eq!(state::get(&app.runs, &run.log_id).await.unwrap(), None);
+    assert_eq!(
+        state::claim_holder(&app.runs, run.queue_id).await.unwrap(),
+        None
+    );
     let published = results.taken().await;
     assert_eq!(published.len(), 1, "{published:?}");
     let message: Value = serde_json::from_str(&published[0]).unwrap();
@@ -293,7 +298,7 @@ async fn kill_and_logs_against_a_worker_without_those_routes() {
         },
     )
     .await;
-    let before = state::get(&t.runner.app, &run.log_id).await.unwrap();
+    let before = state::get(&t.runner.app.runs, &run.log_id).await.unwrap();
     for (verb, p, want) in [
         ("GET", format!("/log/{}", run.log_id), 501),
         ("GET", format!("/log/{}/worker.log", run.log_id), 404),
@@ -309,7 +314,7 @@ async fn kill_and_logs_against_a_worker_without_those_routes() {
         assert!(body["reason"].is_string(), "{verb} {p}: {body}");
     }
     assert_eq!(
-        state::get(&t.runner.app, &run.log_id).await.unwrap(),
+        state::get(&t.runner.app.runs, &run.log_id).await.unwrap(),
         before
     );
     t.runner.shutdown().await.unwrap();
@@ -364,7 +369,7 @@ async fn another_worker_cannot_finish_the_run() {
     let (status, body) = finish(&t, url.clone(), Some(("w2", "pw2")), b"theirs\n").await;
     assert_eq!(status, 403, "{body}");
     assert!(body["reason"].is_string());
-    assert!(state::get(&t.runner.app, &run.log_id)
+    assert!(state::get(&t.runner.app.runs, &run.log_id)
         .await
         .unwrap()
         .is_some());

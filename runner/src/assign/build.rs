@@ -54,7 +54,7 @@ pub(super) async fn build_assignment(
     let config = build_config(app, &mut conn, &builder, campaign, &item).await?;
     drop(conn);
 
-    state::update(app, &run).await?;
+    state::update(&app.runs, &run).await?;
 
     let (cached_url, target_url) = match vcs_type.as_deref().and_then(|t| manager_for(&managers, t))
     {
@@ -113,7 +113,7 @@ pub(super) async fn build_assignment(
         },
     };
     if mode == Mode::Peek {
-        state::unclaim_run(app, &run).await?;
+        state::unclaim_run(&app.runs, &run).await?;
     }
     Ok(assignment)
 }
@@ -177,7 +177,7 @@ async fn open_branch(
             vcs::ForgeResume::None => {}
             vcs::ForgeResume::Found(b) => resume_branch = Some(b),
             vcs::ForgeResume::RateLimited { host, reason } => {
-                state::rate_limit(app, &host, None).await?;
+                state::rate_limit(&app.runs, &host, None).await?;
                 abort(app, run, "resume-rate-limited", &reason).await?;
                 return Err(AssignError::RateLimited);
             }

@@ -87,10 +87,10 @@ pub async fn next_item(
 /// The request is failing already: release the claim now if Redis answers,
 /// else in the background until it does (see [`forget_claim_later`]).
 pub(super) async fn release_failed_claim(app: &Arc<App>, run: &ActiveRun) {
-    match state::unclaim_run(app, run).await {
+    match state::unclaim_run(&app.runs, run).await {
         Ok(true) => {
             tracing::warn!(run_id = %run.log_id, queue_id = run.queue_id, "assignment failed after its claim; claim released");
-            if let Err(e) = state::publish_status(app).await {
+            if let Err(e) = state::publish_status(&app.runs).await {
                 tracing::warn!(error = %e, "publishing the status after a released claim failed");
             }
         }
@@ -120,9 +120,9 @@ pub(super) fn forget_claim_later(app: &Arc<App>, run: &ActiveRun, announced: boo
         while started.elapsed() < FORGET_CLAIM_FOR {
             tokio::time::sleep(pause).await;
             let forgotten = if announced {
-                state::unclaim_run(&app2, &run).await
+                state::unclaim_run(&app2.runs, &run).await
             } else {
-                state::forget_unannounced(&app2, &run).await
+                state::forget_unannounced(&app2.runs, &run).await
             };
             match forgotten {
                 Ok(found) => {
@@ -150,7 +150,7 @@ pub(super) async fn claim_next<'a>(
     req: &Request,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
 ) -> Result<(db::queue::NextItem, &'a crate::config::Campaign, ActiveRun), AssignError> {
-    let (claimed, limits) = state::selection_inputs(app).await?;
+    let (claimed, limits) = state::selection_inputs(&app.runs).await?;
     let exclude_hosts = excluded_hosts(app, limits);
     let mut assigned: Vec<i32> = claimed
         .into_iter()
@@ -193,7 +193,7 @@ pub(super) async fn claim_next<'a>(
             instigated_context: item.context.clone().map_or(Value::Null, Value::String),
             resume_from: None,
         };
-        match state::claim(app, &run).await {
+        match state::claim(&app.runs, &run).await {
             Ok(()) => {}
             Err(StateError::AlreadyClaimed(_)) => {
                 // Someone else won this item since we read the claims.
@@ -236,10 +236,10 @@ pub(super) async fn check_claimed<'a>(
     // our SELECT and our claim: then the claim is stale. One indexed
     // lookup closes the double hand-out upstream suffers from.
     if !db::queue::exists(conn, item).await? {
-        state::withdraw(app, run).await?;
+        state::withdraw(&app.runs, run).await?;
         return Ok(Claimed::Skipped);
     }
-    state::announce(app, run).await?;
+    state::announce(&app.runs, run).await?;
     let Some(campaign) = app.config.campaign(&item.campaign) else {
         tracing::warn!(campaign = %item.campaign, "unknown campaign");
         let description = format!("Campaign {} unknown", item.campaign);

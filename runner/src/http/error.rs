@@ -26,6 +26,12 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::state::StateError> for ApiError {
+    fn from(e: crate::state::StateError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         ApiError::Internal(e.into())

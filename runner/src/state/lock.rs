@@ -59,13 +59,16 @@ return 0
 
 impl FinishLock {
     /// Take the lock if nobody holds it.
-    pub async fn try_acquire(app: &App, run_id: &str) -> Result<Option<FinishLock>, StateError> {
+    pub async fn try_acquire(
+        runs: &RunStore,
+        run_id: &str,
+    ) -> Result<Option<FinishLock>, StateError> {
         let mut lock = FinishLock {
             key: format!("{FINISH_LOCK_PREFIX}{run_id}"),
             token: uuid::Uuid::new_v4().to_string(),
             renewer: None,
         };
-        let mut redis = app.redis.clone();
+        let mut redis = runs.redis.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(&lock.key)
             .arg(&lock.token)
@@ -99,13 +102,13 @@ impl FinishLock {
 
     /// Take the lock, waiting up to `wait` for a holder to let go.
     pub async fn acquire(
-        app: &App,
+        runs: &RunStore,
         run_id: &str,
         wait: std::time::Duration,
     ) -> Result<Option<FinishLock>, StateError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(lock) = Self::try_acquire(app, run_id).await? {
+            if let Some(lock) = Self::try_acquire(runs, run_id).await? {
                 return Ok(Some(lock));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -116,11 +119,11 @@ impl FinishLock {
     }
 
     /// Let go (only if still ours: an expired lock may have a new holder).
-    pub async fn release(mut self, app: &App) -> Result<(), StateError> {
+    pub async fn release(mut self, runs: &RunStore) -> Result<(), StateError> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        let mut redis = app.redis.clone();
+        let mut redis = runs.redis.clone();
         UNLOCK
             .key(&self.key)
             .arg(&self.token)

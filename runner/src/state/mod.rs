@@ -6,8 +6,8 @@
 //! claim succeeded, so no queue item is handed out twice even across
 //! runner processes.
 
-use crate::app::App;
-use crate::metrics::NONE_LABEL;
+use crate::clock::SharedClock;
+use crate::metrics::{Metrics, NONE_LABEL};
 use crate::types::time::{isoformat, isoformat_seconds, parse_naive, seconds_between};
 use crate::types::ActiveRun;
 use chrono::NaiveDateTime;
@@ -22,6 +22,44 @@ mod status;
 
 pub use lock::*;
 pub use status::*;
+
+/// The runner's Redis state behind one object: the connection, the clock
+/// that stamps what it writes, the metrics it keeps exact, the status
+/// publisher, and the two settings the status document reports. Owned by
+/// `App`; this module's functions take it as their first argument.
+pub struct RunStore {
+    pub(crate) redis: redis::aio::ConnectionManager,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: std::sync::Arc<Metrics>,
+    pub(crate) status: StatusPublisher,
+    pub(crate) run_timeout_minutes: u64,
+    pub(crate) avoid_hosts: Vec<String>,
+}
+
+impl RunStore {
+    pub fn new(
+        redis: redis::aio::ConnectionManager,
+        clock: SharedClock,
+        metrics: std::sync::Arc<Metrics>,
+        run_timeout_minutes: u64,
+        avoid_hosts: Vec<String>,
+    ) -> RunStore {
+        RunStore {
+            redis,
+            clock,
+            metrics,
+            status: StatusPublisher::default(),
+            run_timeout_minutes,
+            avoid_hosts,
+        }
+    }
+
+    /// A connection for the few callers that speak Redis themselves (the
+    /// readiness PING).
+    pub fn connection(&self) -> redis::aio::ConnectionManager {
+        self.redis.clone()
+    }
+}
 
 pub const ACTIVE_RUNS: &str = "active-runs";
 pub const ASSIGNED_QUEUE_ITEMS: &str = "assigned-queue-items";
@@ -93,18 +131,18 @@ return 1
 });
 
 /// Claim the run's queue item and record the run (register, §5.1).
-pub async fn register(app: &App, run: &ActiveRun) -> Result<(), StateError> {
-    claim(app, run).await?;
-    announce(app, run).await
+pub async fn register(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+    claim(runs, run).await?;
+    announce(runs, run).await
 }
 
 /// The atomic half of `register`: claim the queue item and store the run.
 /// Nothing is published yet, so a claim that turns out stale can be
 /// withdrawn with [`withdraw`] without anyone having seen it.
-pub async fn claim(app: &App, run: &ActiveRun) -> Result<(), StateError> {
-    let now = app.clock.now_naive();
+pub async fn claim(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+    let now = runs.clock.now_naive();
     let json = crate::py::json::to_string(&run.to_json(&now));
-    let mut redis = app.redis.clone();
+    let mut redis = runs.redis.clone();
     let claimed: i32 = REGISTER
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
@@ -122,22 +160,22 @@ pub async fn claim(app: &App, run: &ActiveRun) -> Result<(), StateError> {
 }
 
 /// The visible half of `register`: the `queue` publication and the metrics.
-pub async fn announce(app: &App, run: &ActiveRun) -> Result<(), StateError> {
-    publish_status(app).await?;
-    app.metrics
+pub async fn announce(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+    publish_status(runs).await?;
+    runs.metrics
         .active_runs
-        .with_label_values(&[&app
+        .with_label_values(&[&runs
             .metrics
             .worker_label
             .of(run.worker_name.as_deref().unwrap_or(NONE_LABEL))])
         .inc();
-    app.metrics.run_count.inc();
+    runs.metrics.run_count.inc();
     Ok(())
 }
 
 /// Undo a [`claim`] that was never announced (no metrics to correct).
-pub async fn withdraw(app: &App, run: &ActiveRun) -> Result<(), StateError> {
-    let mut redis = app.redis.clone();
+pub async fn withdraw(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+    let mut redis = runs.redis.clone();
     redis::pipe()
         .atomic()
         .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
@@ -152,9 +190,9 @@ pub async fn withdraw(app: &App, run: &ActiveRun) -> Result<(), StateError> {
 }
 
 /// Re-save a run (update, §5.2): `current_duration` is recomputed now.
-pub async fn update(app: &App, run: &ActiveRun) -> Result<(), StateError> {
-    let json = crate::py::json::to_string(&run.to_json(&app.clock.now_naive()));
-    let mut redis = app.redis.clone();
+pub async fn update(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+    let json = crate::py::json::to_string(&run.to_json(&runs.clock.now_naive()));
+    let mut redis = runs.redis.clone();
     redis
         .hset::<_, _, _, ()>(ACTIVE_RUNS, &run.log_id, json)
         .await?;
@@ -163,8 +201,8 @@ pub async fn update(app: &App, run: &ActiveRun) -> Result<(), StateError> {
 
 /// The active run with this id, if any (§5.3). A stored value that does not
 /// parse is an error, not a missing run.
-pub async fn get(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
-    let mut redis = app.redis.clone();
+pub async fn get(runs: &RunStore, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
+    let mut redis = runs.redis.clone();
     let raw: Option<String> = redis.hget(ACTIVE_RUNS, run_id).await?;
     match raw {
         None => Ok(None),
@@ -177,18 +215,18 @@ pub async fn get(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
 }
 
 /// Forget a run (unclaim, §5.4). The gauge drops even for an unknown run, as upstream.
-pub async fn unclaim(app: &App, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
-    let run = get(app, run_id).await?;
+pub async fn unclaim(runs: &RunStore, run_id: &str) -> anyhow::Result<Option<ActiveRun>> {
+    let run = get(runs, run_id).await?;
     let worker = run
         .as_ref()
         .and_then(|r| r.worker_name.clone())
         .unwrap_or_else(|| NONE_LABEL.to_string());
-    app.metrics
+    runs.metrics
         .active_runs
-        .with_label_values(&[&app.metrics.worker_label.of(&worker)])
+        .with_label_values(&[&runs.metrics.worker_label.of(&worker)])
         .dec();
     if let Some(run) = &run {
-        let mut redis = app.redis.clone();
+        let mut redis = runs.redis.clone();
         redis::pipe()
             .atomic()
             .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
@@ -224,8 +262,8 @@ return raw
 /// [`unclaim`] for a run the caller has already loaded (abort, peek): one
 /// round trip instead of two. The stored run is re-read inside the script,
 /// so a run already gone is left alone, as `unclaim` does.
-pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
-    release(app, run, None, false).await
+pub async fn unclaim_run(runs: &RunStore, run: &ActiveRun) -> Result<bool, StateError> {
+    release(runs, run, None, false).await
 }
 
 /// After a finished run is stored: PUBLISH its result on `result`, then
@@ -233,19 +271,19 @@ pub async fn unclaim_run(app: &App, run: &ActiveRun) -> Result<bool, StateError>
 /// publishes `always` (even if Redis lost the run); a retry completing a
 /// release publishes only if it finds the run, so the message goes out once.
 pub async fn release_finished(
-    app: &App,
+    runs: &RunStore,
     run: &ActiveRun,
     result: &str,
     always: bool,
 ) -> Result<bool, StateError> {
-    release(app, run, Some(("result", result)), always).await
+    release(runs, run, Some(("result", result)), always).await
 }
 
 /// Remove a claim whose registration may or may not have reached Redis (the
 /// script failed on a timeout or a dropped connection): removed if found,
 /// without touching the gauge, which only an announced run counts.
-pub async fn forget_unannounced(app: &App, run: &ActiveRun) -> Result<bool, StateError> {
-    let mut redis = app.redis.clone();
+pub async fn forget_unannounced(runs: &RunStore, run: &ActiveRun) -> Result<bool, StateError> {
+    let mut redis = runs.redis.clone();
     let raw: Option<String> = UNCLAIM
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
@@ -261,13 +299,13 @@ pub async fn forget_unannounced(app: &App, run: &ActiveRun) -> Result<bool, Stat
 }
 
 async fn release(
-    app: &App,
+    runs: &RunStore,
     run: &ActiveRun,
     message: Option<(&str, &str)>,
     always: bool,
 ) -> Result<bool, StateError> {
     let (channel, text) = message.unwrap_or_default();
-    let mut redis = app.redis.clone();
+    let mut redis = runs.redis.clone();
     let raw: Option<String> = UNCLAIM
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
@@ -284,9 +322,9 @@ async fn release(
     // stays exact when two requests (or runner processes) race to release.
     if existed {
         let worker = run.worker_name.as_deref().unwrap_or(NONE_LABEL);
-        app.metrics
+        runs.metrics
             .active_runs
-            .with_label_values(&[&app.metrics.worker_label.of(worker)])
+            .with_label_values(&[&runs.metrics.worker_label.of(worker)])
             .dec();
     }
     Ok(existed)
@@ -313,10 +351,10 @@ return {raw}
 /// item, in one round trip (the finish routes' check that the run is still
 /// its item's current run).
 pub async fn get_with_claim(
-    app: &App,
+    runs: &RunStore,
     run_id: &str,
 ) -> anyhow::Result<Option<(ActiveRun, Option<String>)>> {
-    let mut redis = app.redis.clone();
+    let mut redis = runs.redis.clone();
     let found: Vec<Option<String>> = RUN_AND_CLAIM
         .key(ACTIVE_RUNS)
         .key(ASSIGNED_QUEUE_ITEMS)
@@ -332,14 +370,14 @@ pub async fn get_with_claim(
     let holder = match (found.next().flatten(), found.next()) {
         (Some(q), Some(holder)) if q == run.queue_id.to_string() => holder,
         // The script could not read the queue id as we do: ask directly.
-        _ => claim_holder(app, run.queue_id).await?,
+        _ => claim_holder(runs, run.queue_id).await?,
     };
     Ok(Some((run, holder)))
 }
 
 /// The run id holding the claim on a queue item, if any.
-pub async fn claim_holder(app: &App, queue_id: i64) -> Result<Option<String>, StateError> {
-    let mut redis = app.redis.clone();
+pub async fn claim_holder(runs: &RunStore, queue_id: i64) -> Result<Option<String>, StateError> {
+    let mut redis = runs.redis.clone();
     Ok(redis
         .hget(ASSIGNED_QUEUE_ITEMS, queue_id.to_string())
         .await?)
@@ -348,10 +386,10 @@ pub async fn claim_holder(app: &App, queue_id: i64) -> Result<Option<String>, St
 /// What selection needs from Redis, read in one round trip: the claimed
 /// queue ids and the hosts whose rate limit lies in the future.
 pub async fn selection_inputs(
-    app: &App,
+    runs: &RunStore,
 ) -> Result<(Vec<i64>, Vec<(String, NaiveDateTime)>), StateError> {
-    let now = app.clock.now_naive();
-    let mut redis = app.redis.clone();
+    let now = runs.clock.now_naive();
+    let mut redis = runs.redis.clone();
     let (claims, limits): (Vec<String>, Vec<(String, String)>) = redis::pipe()
         .hkeys(ASSIGNED_QUEUE_ITEMS)
         .hgetall(RATE_LIMIT_HOSTS)
@@ -371,8 +409,8 @@ fn live_limits(all: Vec<(String, String)>, now: NaiveDateTime) -> Vec<(String, N
 }
 
 /// The queue item → run id claims.
-pub async fn assigned_queue_items(app: &App) -> Result<HashMap<i64, String>, StateError> {
-    let mut redis = app.redis.clone();
+pub async fn assigned_queue_items(runs: &RunStore) -> Result<HashMap<i64, String>, StateError> {
+    let mut redis = runs.redis.clone();
     let all: HashMap<String, String> = redis.hgetall(ASSIGNED_QUEUE_ITEMS).await?;
     Ok(all
         .into_iter()
@@ -380,23 +418,29 @@ pub async fn assigned_queue_items(app: &App) -> Result<HashMap<i64, String>, Sta
         .collect())
 }
 
-pub async fn active_run_count(app: &App) -> Result<usize, StateError> {
-    let mut redis = app.redis.clone();
+pub async fn active_run_count(runs: &RunStore) -> Result<usize, StateError> {
+    let mut redis = runs.redis.clone();
     Ok(redis.hlen(ACTIVE_RUNS).await?)
 }
 
+/// Every active run as stored: (run id, JSON text), for the watchdog.
+pub async fn active_runs_raw(runs: &RunStore) -> Result<Vec<(String, String)>, StateError> {
+    let mut redis = runs.redis.clone();
+    Ok(redis.hgetall(ACTIVE_RUNS).await?)
+}
+
 /// Record that the worker of `run_id` was heard from now.
-pub async fn keepalive(app: &App, run_id: &str) -> Result<(), StateError> {
-    let mut redis = app.redis.clone();
+pub async fn keepalive(runs: &RunStore, run_id: &str) -> Result<(), StateError> {
+    let mut redis = runs.redis.clone();
     redis
-        .hset::<_, _, _, ()>(LAST_KEEPALIVE, run_id, isoformat(&app.clock.now_naive()))
+        .hset::<_, _, _, ()>(LAST_KEEPALIVE, run_id, isoformat(&runs.clock.now_naive()))
         .await?;
     Ok(())
 }
 
 /// Every run's last keepalive.
-pub async fn keepalives(app: &App) -> Result<HashMap<String, NaiveDateTime>, StateError> {
-    let mut redis = app.redis.clone();
+pub async fn keepalives(runs: &RunStore) -> Result<HashMap<String, NaiveDateTime>, StateError> {
+    let mut redis = runs.redis.clone();
     let all: HashMap<String, String> = redis.hgetall(LAST_KEEPALIVE).await?;
     Ok(all
         .into_iter()
@@ -406,17 +450,17 @@ pub async fn keepalives(app: &App) -> Result<HashMap<String, NaiveDateTime>, Sta
 
 /// `rate_limited(host, retry_after)`: no retry-after → now + 120 s.
 pub async fn rate_limit(
-    app: &App,
+    runs: &RunStore,
     host: &str,
     retry_after: Option<NaiveDateTime>,
 ) -> Result<(), StateError> {
-    app.metrics
+    runs.metrics
         .rate_limited_host
-        .with_label_values(&[&app.metrics.host_label.of(host)])
+        .with_label_values(&[&runs.metrics.host_label.of(host)])
         .inc();
     let until =
-        retry_after.unwrap_or_else(|| app.clock.now_naive() + chrono::Duration::seconds(120));
-    let mut redis = app.redis.clone();
+        retry_after.unwrap_or_else(|| runs.clock.now_naive() + chrono::Duration::seconds(120));
+    let mut redis = runs.redis.clone();
     redis
         .hset::<_, _, _, ()>(RATE_LIMIT_HOSTS, host, isoformat(&until))
         .await?;

@@ -2,17 +2,18 @@
 //! the active runs, keepalives and rate limits.
 
 use super::*;
+use std::sync::atomic::AtomicU64;
 
 /// The active runs as stored (stale `current_duration`, QH-9), each with the
 /// keepalive keys appended (data-types.md §3.4).
-pub async fn processing(app: &App) -> Result<Vec<Value>, StateError> {
-    let keepalives = keepalives(app).await?;
-    let mut redis = app.redis.clone();
-    let runs: Vec<(String, String)> = redis.hgetall(ACTIVE_RUNS).await?;
+pub async fn processing(runs: &RunStore) -> Result<Vec<Value>, StateError> {
+    let keepalives = keepalives(runs).await?;
+    let mut redis = runs.redis.clone();
+    let stored: Vec<(String, String)> = redis.hgetall(ACTIVE_RUNS).await?;
     let status = StatusInputs {
-        now: app.clock.now_naive(),
-        timeout_secs: app.settings.run_timeout_minutes as f64 * 60.0,
-        runs,
+        now: runs.clock.now_naive(),
+        timeout_secs: runs.run_timeout_minutes as f64 * 60.0,
+        runs: stored,
         keepalives,
         limits: Vec::new(),
         avoid_hosts: &[],
@@ -173,11 +174,11 @@ impl StatusInputs<'_> {
 }
 
 /// Read everything the status document needs in one atomic round trip.
-pub(super) async fn status_inputs(app: &App) -> Result<StatusInputs<'_>, StateError> {
-    let now = app.clock.now_naive();
-    let mut redis = app.redis.clone();
+pub(super) async fn status_inputs(runs: &RunStore) -> Result<StatusInputs<'_>, StateError> {
+    let now = runs.clock.now_naive();
+    let mut redis = runs.redis.clone();
     type Hash = Vec<(String, String)>;
-    let (runs, keepalives, limits): (Hash, Hash, Hash) = redis::pipe()
+    let (stored, keepalives, limits): (Hash, Hash, Hash) = redis::pipe()
         .atomic()
         .hgetall(ACTIVE_RUNS)
         .hgetall(LAST_KEEPALIVE)
@@ -186,37 +187,53 @@ pub(super) async fn status_inputs(app: &App) -> Result<StatusInputs<'_>, StateEr
         .await?;
     Ok(StatusInputs {
         now,
-        timeout_secs: app.settings.run_timeout_minutes as f64 * 60.0,
-        runs,
+        timeout_secs: runs.run_timeout_minutes as f64 * 60.0,
+        runs: stored,
         keepalives: keepalives
             .into_iter()
             .filter_map(|(k, v)| parse_naive(&v).map(|t| (k, t)))
             .collect(),
         limits: live_limits(limits, now),
-        avoid_hosts: &app.settings.avoid_hosts,
+        avoid_hosts: &runs.avoid_hosts,
     })
 }
 
 /// The status document of `GET /status` and the `queue` channel (§2.4).
-pub async fn status_document(app: &App) -> Result<Value, StateError> {
-    Ok(status_inputs(app).await?.document())
+pub async fn status_document(runs: &RunStore) -> Result<Value, StateError> {
+    Ok(status_inputs(runs).await?.document())
 }
 
 pub async fn publish<T: serde::Serialize + ?Sized>(
-    app: &App,
+    runs: &RunStore,
     channel: &str,
     message: &T,
 ) -> Result<(), StateError> {
-    let mut redis = app.redis.clone();
+    let mut redis = runs.redis.clone();
     redis
         .publish::<_, _, ()>(channel, crate::py::json::to_string(message))
         .await?;
     Ok(())
 }
 
+/// Coalesces status publications: every caller gets a publication of a
+/// document read *after* its change, but callers that wait while one is
+/// being built share the next one. One caller at a time (the goldens, a
+/// single worker) therefore sees exactly one publication per change, as
+/// upstream; under concurrency the publications (each a full document,
+/// rebuilt from Redis so changes by other runner processes are included)
+/// stop multiplying with the request rate.
+#[derive(Debug, Default)]
+pub struct StatusPublisher {
+    /// Changes announced so far.
+    pub(super) requested: AtomicU64,
+    /// Changes covered by the last completed publication.
+    pub(super) published: AtomicU64,
+    pub(super) turn: tokio::sync::Mutex<()>,
+}
+
 /// Publish the status document on `queue` (after a change to active runs).
-pub async fn publish_status(app: &App) -> Result<(), StateError> {
-    let p = &app.status;
+pub async fn publish_status(runs: &RunStore) -> Result<(), StateError> {
+    let p = &runs.status;
     let mine = p.requested.fetch_add(1, Ordering::SeqCst) + 1;
     let _turn = p.turn.lock().await;
     if p.published.load(Ordering::SeqCst) >= mine {
@@ -225,8 +242,8 @@ pub async fn publish_status(app: &App) -> Result<(), StateError> {
     // Every change announced up to here is visible in Redis already, so the
     // document read next covers it.
     let covers = p.requested.load(Ordering::SeqCst);
-    let text = status_inputs(app).await?.document_text();
-    let mut redis = app.redis.clone();
+    let text = status_inputs(runs).await?.document_text();
+    let mut redis = runs.redis.clone();
     redis.publish::<_, _, ()>(QUEUE_CHANNEL, text).await?;
     p.published.store(covers, Ordering::SeqCst);
     Ok(())

@@ -118,7 +118,9 @@ pub async fn peek(State(app): State<AppState>) -> Result<Response, ApiError> {
 
 /// GET /active-runs (§2.5): the `processing` list of /status.
 pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let runs = state::processing(&app).await.map_err(anyhow::Error::from)?;
+    let runs = state::processing(&app.runs)
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(json_response(StatusCode::OK, &runs))
 }
 
@@ -128,7 +130,7 @@ pub async fn public_get(
     State(app): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state::get(&app, &run_id).await? {
+    match state::get(&app.runs, &run_id).await? {
         Some(run) => {
             let mut doc = run.to_json(&app.clock.now_naive());
             if let Some(Value::String(url)) = doc.pointer_mut("/backchannel/my_url") {
@@ -145,7 +147,7 @@ pub async fn get(
     State(app): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state::get(&app, &run_id).await? {
+    match state::get(&app.runs, &run_id).await? {
         Some(run) => {
             Ok(json_response(StatusCode::OK, &run.to_json(&app.clock.now_naive())).into_response())
         }

@@ -143,7 +143,7 @@ enum Current {
 /// the stored run; otherwise 404, which the worker treats as final
 /// (divergence-policy §3).
 async fn current_run(app: &AppState, run_id: &str) -> Result<Current, ApiError> {
-    let Some((run, holder)) = state::get_with_claim(app, run_id).await? else {
+    let Some((run, holder)) = state::get_with_claim(&app.runs, run_id).await? else {
         return match finish::stored_run(app, run_id)
             .await
             .map_err(finish_error)?

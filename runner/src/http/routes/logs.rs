@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 async fn find_active_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiError> {
-    state::get(app, run_id)
+    state::get(&app.runs, run_id)
         .await?
         .ok_or_else(|| ApiError::not_found_text(format!("No such current run: {run_id}")))
 }

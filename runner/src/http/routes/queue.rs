@@ -78,10 +78,7 @@ pub async fn position(
         .await?
         .unwrap_or((None, None));
     drop(conn);
-    let active: i64 = redis::cmd("HLEN")
-        .arg("active-runs")
-        .query_async(&mut app.redis.clone())
-        .await?;
+    let active = crate::state::active_run_count(&app.runs).await? as i64;
     let wait = wait.as_ref().map(to_timedelta);
     let body = Position {
         position,

@@ -89,10 +89,6 @@ pub async fn update(
         codebase,
         campaign,
     };
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg("publish-status")
-        .arg(crate::py::json::to_string(&ret))
-        .query_async(&mut app.redis.clone())
-        .await?;
+    crate::state::publish(&app.runs, "publish-status", &ret).await?;
     Ok(json_response(StatusCode::OK, &ret))
 }

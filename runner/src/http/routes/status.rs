@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 pub async fn status(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let doc = crate::state::status_document(&app)
+    let doc = crate::state::status_document(&app.runs)
         .await
         .map_err(anyhow::Error::from)?;
     Ok(json_response(StatusCode::OK, &doc))
