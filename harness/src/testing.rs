@@ -34,6 +34,23 @@ impl TestRunner {
         clock: janitor_runner::clock::SharedClock,
         customize: impl FnOnce(&mut Settings, &std::path::Path),
     ) -> anyhow::Result<TestRunner> {
+        Self::start_full(
+            config,
+            clock,
+            std::sync::Arc::new(janitor_runner::vcs::DefaultOpener),
+            customize,
+        )
+        .await
+    }
+
+    /// [`TestRunner::start_with_clock`] with a branch opener of the test's
+    /// own (a double standing in for Breezy and the forges).
+    pub async fn start_full(
+        config: &str,
+        clock: janitor_runner::clock::SharedClock,
+        opener: std::sync::Arc<dyn janitor_runner::vcs::BranchOpener>,
+        customize: impl FnOnce(&mut Settings, &std::path::Path),
+    ) -> anyhow::Result<TestRunner> {
         let services = TestServices::start().await?;
         let dir = tempfile::tempdir()?;
         for sub in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
@@ -51,7 +68,7 @@ impl TestRunner {
         s.watchdog = false;
         s.db_max_connections = 5;
         customize(&mut s, dir.path());
-        let runner = Runner::start(s, clock).await?;
+        let runner = Runner::start_with_opener(s, clock, opener).await?;
         Ok(TestRunner {
             runner,
             services,

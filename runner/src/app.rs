@@ -17,6 +17,12 @@ pub struct App {
     pub background: Background,
     pub metrics: std::sync::Arc<Metrics>,
     pub storage: crate::storage::Storage,
+    /// Opens codebase branches at assignment (Breezy, else the git CLI; a
+    /// test double in tests), chosen once at start-up.
+    pub opener: std::sync::Arc<dyn crate::vcs::BranchOpener>,
+    /// The public VCS stores by kind (`--public-vcs-location`), parsed once
+    /// at start-up.
+    pub vcs_managers: Vec<(String, crate::vcs::VcsManager)>,
 }
 
 impl App {

@@ -27,7 +27,21 @@ pub struct Runner {
 
 impl Runner {
     pub async fn start(settings: Settings, clock: SharedClock) -> anyhow::Result<Runner> {
+        Self::start_with_opener(settings, clock, Arc::new(crate::vcs::DefaultOpener)).await
+    }
+
+    /// [`Runner::start`] with the given branch opener (a test double).
+    pub async fn start_with_opener(
+        settings: Settings,
+        clock: SharedClock,
+        opener: Arc<dyn crate::vcs::BranchOpener>,
+    ) -> anyhow::Result<Runner> {
         crate::tls::install_crypto_provider();
+        let vcs_managers = match settings.public_vcs_location.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(loc) => crate::vcs::parse_managers(loc)
+                .with_context(|| format!("--public-vcs-location {loc}"))?,
+        };
         let config = crate::config::parse_config(&settings.config_text)
             .context("reading the janitor configuration")?;
         let db = PgPoolOptions::new()
@@ -78,6 +92,8 @@ impl Runner {
             background: Background::default(),
             metrics,
             storage,
+            opener,
+            vcs_managers,
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -438,6 +438,8 @@ mod tests {
             background: crate::background::Background::new(1),
             metrics,
             storage: crate::storage::Storage::default(),
+            opener: Arc::new(crate::vcs::DefaultOpener),
+            vcs_managers: Vec::new(),
         }
     }
 

@@ -259,3 +259,90 @@ async fn worker_credentials() {
         .expect("json");
     assert_eq!(run["worker"], "w1");
 }
+
+/// A branch opener standing in for Breezy and the forges: every branch opens
+/// as git, and the forge answers 429 for `forge.example`.
+struct RateLimitedForge;
+
+impl janitor_runner::vcs::BranchOpener for RateLimitedForge {
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        _vcs_type: Option<&'a str>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
+    > {
+        Box::pin(async move {
+            Ok(janitor_runner::vcs::OpenedBranch {
+                user_url: url.to_string(),
+                name: None,
+                vcs_type: "git".into(),
+                colocated: Default::default(),
+                handle: None,
+            })
+        })
+    }
+
+    fn forge_resume<'a>(
+        &'a self,
+        _main: &'a janitor_runner::vcs::OpenedBranch,
+        _names: &'a [String],
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<janitor_runner::vcs::ForgeResume>> {
+        Box::pin(async {
+            Ok(janitor_runner::vcs::ForgeResume::RateLimited {
+                host: "forge.example".into(),
+                reason: "Too many requests".into(),
+            })
+        })
+    }
+}
+
+/// The opener is the one the runner was started with: a forge that
+/// rate-limits makes the assign answer 429, the host is rate-limited in
+/// Redis and the run is stored as `resume-rate-limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limiting_forge_is_recorded_and_the_run_aborted() {
+    let config = "campaign {\n  name: \"fix\"\n  generic_build {\n  }\n}\n";
+    let t = TestRunner::start_full(
+        config,
+        janitor_runner::clock::system(),
+        std::sync::Arc::new(RateLimitedForge),
+        |_, _| {},
+    )
+    .await
+    .expect("runner");
+    sqlx::raw_sql(
+        "INSERT INTO codebase (name, branch_url, url, vcs_type) \
+         VALUES ('c1', 'https://forge.example/c1', 'https://forge.example/c1', 'git'); \
+         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('c1', 'fix', 'true', 'default')",
+    )
+    .execute(&t.runner.app.db)
+    .await
+    .unwrap();
+    let resp = t
+        .http
+        .post(t.admin("/active-runs"))
+        .json(&json!({"worker": "w1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        429,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let mut redis = t.runner.app.runs.connection();
+    let limited: Option<String> =
+        redis::AsyncCommands::hget(&mut redis, "rate-limit-hosts", "forge.example")
+            .await
+            .unwrap();
+    assert!(limited.is_some());
+    let code: String = sqlx::query_scalar("SELECT result_code FROM run WHERE codebase = 'c1'")
+        .fetch_one(&t.runner.app.db)
+        .await
+        .unwrap();
+    assert_eq!(code, "resume-rate-limited");
+    t.runner.shutdown().await.unwrap();
+}

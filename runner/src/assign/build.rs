@@ -37,12 +37,12 @@ pub(super) async fn build_assignment(
     )
     .await?;
     let vcs_type = vcs_type.map(|t| t.to_lowercase());
-    let managers = managers(app)?;
+    let managers = &app.vcs_managers;
 
     // §4.4: without a forge resume branch, the store's `<campaign>/main`.
     if resume_branch.is_none() && !refresh {
         resume_branch =
-            store_resume_branch(&managers, vcs_type.as_deref(), campaign, &item, opener).await;
+            store_resume_branch(managers, vcs_type.as_deref(), campaign, &item, opener).await;
     }
 
     let resume = match &resume_branch {
@@ -56,7 +56,7 @@ pub(super) async fn build_assignment(
 
     state::update(&app.runs, &run).await?;
 
-    let (cached_url, target_url) = match vcs_type.as_deref().and_then(|t| manager_for(&managers, t))
+    let (cached_url, target_url) = match vcs_type.as_deref().and_then(|t| manager_for(managers, t))
     {
         None => (None, None),
         Some(m) => (

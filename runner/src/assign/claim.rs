@@ -3,13 +3,6 @@
 
 use super::*;
 
-pub(super) fn managers(app: &App) -> anyhow::Result<Vec<(String, VcsManager)>> {
-    match app.settings.public_vcs_location.as_deref() {
-        None | Some("") => Ok(Vec::new()),
-        Some(loc) => Ok(vcs::parse_managers(loc)?),
-    }
-}
-
 pub(super) fn manager_for<'a>(
     managers: &'a [(String, VcsManager)],
     vcs_type: &str,

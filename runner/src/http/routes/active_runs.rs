@@ -50,7 +50,7 @@ pub async fn respond(
     req: &assign::Request,
     location: &str,
 ) -> Result<Response, ApiError> {
-    match assign::next_item(app, &crate::vcs::DefaultOpener, mode, req).await {
+    match assign::next_item(app, app.opener.as_ref(), mode, req).await {
         Ok(a) => {
             if mode == Mode::Assign {
                 tracing::info!(
