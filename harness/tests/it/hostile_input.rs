@@ -115,6 +115,20 @@ struct Tally {
     server: usize,
 }
 
+/// Codebase `c1` with a stored run `r0`, which the example requests name.
+async fn seed_stored_run(db: &mut sqlx::PgConnection) {
+    sqlx::raw_sql(
+        "INSERT INTO codebase (name, vcs_type) VALUES ('c1', 'git'); \
+         INSERT INTO change_set (id, campaign) VALUES ('r0', 'fix'); \
+         INSERT INTO run (id, command, result_code, start_time, finish_time, suite, codebase, logfilenames, \
+         revision, main_branch_revision, publish_status, change_set, vcs_type) VALUES ('r0', 'true', 'success', \
+         '2020-01-01 00:00:00', '2020-01-01 00:01:00', 'fix', 'c1', ARRAY[]::text[], 'abc', 'def', 'unknown', 'r0', 'git')",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 /// The whole observable state: every row of the tables requests can write,
 /// and every Redis key with its value. Equal before and after a 4xx.
 async fn fingerprint(
@@ -156,16 +170,7 @@ async fn no_request_causes_a_500_and_no_4xx_changes_anything() {
         .await
         .unwrap();
     let run = t.queue_and_register("c0", "fix", "true").await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO codebase (name, vcs_type) VALUES ('c1', 'git'); \
-         INSERT INTO change_set (id, campaign) VALUES ('r0', 'fix'); \
-         INSERT INTO run (id, command, result_code, start_time, finish_time, suite, codebase, logfilenames, \
-         revision, main_branch_revision, publish_status, change_set, vcs_type) VALUES ('r0', 'true', 'success', \
-         '2020-01-01 00:00:00', '2020-01-01 00:01:00', 'fix', 'c1', ARRAY[]::text[], 'abc', 'def', 'unknown', 'r0', 'git')",
-    )
-    .execute(&mut db)
-    .await
-    .unwrap();
+    seed_stored_run(&mut db).await;
     let id = run.log_id.clone();
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
@@ -849,16 +854,7 @@ async fn fuzzed_requests_on_every_route_never_500_and_4xx_change_nothing() {
         .await
         .unwrap()
         .log_id;
-    sqlx::raw_sql(
-        "INSERT INTO codebase (name, vcs_type) VALUES ('c1', 'git'); \
-         INSERT INTO change_set (id, campaign) VALUES ('r0', 'fix'); \
-         INSERT INTO run (id, command, result_code, start_time, finish_time, suite, codebase, logfilenames, \
-         revision, main_branch_revision, publish_status, change_set, vcs_type) VALUES ('r0', 'true', 'success', \
-         '2020-01-01 00:00:00', '2020-01-01 00:01:00', 'fix', 'c1', ARRAY[]::text[], 'abc', 'def', 'unknown', 'r0', 'git')",
-    )
-    .execute(&mut db)
-    .await
-    .unwrap();
+    seed_stored_run(&mut db).await;
     let admin = janitor_runner::http::admin::router(t.runner.app.clone());
     let public = janitor_runner::http::public::router(t.runner.app.clone());
     let n = requests_per_route();
