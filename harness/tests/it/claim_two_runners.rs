@@ -139,23 +139,7 @@ async fn two_runner_processes_never_hand_out_an_item_twice() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["vcs/git", "vcs/bzr", "logs", "artifacts"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-    }
-    let conf = dir.path().join("janitor.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "database_location: {:?}\nredis_location: {:?}\nlogs_location: {:?}\nartifact_location: {:?}\n\
-             committer: \"Janitor Bot <janitor@example.com>\"\n\
-             campaign {{\n  name: \"scratch\"\n  default_empty: true\n  generic_build {{\n    chroot: \"x\"\n  }}\n}}\n",
-            services.db.url,
-            services.redis.url,
-            dir.path().join("logs").display().to_string(),
-            dir.path().join("artifacts").display().to_string(),
-        ),
-    )
-    .unwrap();
+    let conf = write_conf(&services, dir.path());
     let vcs = dir.path().join("vcs");
     let (_a, url_a) = start_runner(&conf, &vcs).await;
     let (_b, url_b) = start_runner(&conf, &vcs).await;
