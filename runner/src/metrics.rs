@@ -40,11 +40,7 @@ impl BoundedLabel {
 
     /// The label for `value`.
     pub fn of<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut end = value.len().min(self.max_length);
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = &value[..end];
+        let cut = crate::validate::prefix_within(value, self.max_length);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains(cut) {
             return cut.into();

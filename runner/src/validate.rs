@@ -5,6 +5,16 @@
 
 use serde_json::Value;
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn prefix_within(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The JSON path (`$.a[0].b`) of the first string or key with a NUL.
 pub fn find_nul(v: &Value) -> Option<String> {
     nul_at(v, String::new())

@@ -7,9 +7,8 @@ use super::*;
 /// key; it exists only while a finish or an abort is storing the run.
 pub const FINISH_LOCK_PREFIX: &str = "finishing:";
 
-/// Long enough for the slowest store (log upload: 5 min timeout), short
-/// enough that a crashed finish frees the run within the worker's 15
-/// minutes of retries.
+/// Expiry of the lock; its holder renews it (see [`FINISH_LOCK_RENEW`]), so
+/// only a lock nobody holds any more runs out.
 pub(super) const FINISH_LOCK_TTL_MS: u64 = 15_000;
 /// How often the holder renews the lock: a finish may take minutes (a big
 /// upload to a slow store), but a lock left behind by a fault (an unlock
@@ -119,10 +118,9 @@ impl FinishLock {
     }
 
     /// Let go (only if still ours: an expired lock may have a new holder).
-    pub async fn release(mut self, runs: &RunStore) -> Result<(), StateError> {
-        if let Some(r) = self.renewer.take() {
-            r.abort();
-        }
+    /// The renewer stops when the lock is dropped, at the end of this call
+    /// (a renewal racing the unlock finds the token gone and stops too).
+    pub async fn release(self, runs: &RunStore) -> Result<(), StateError> {
         let mut redis = runs.redis.clone();
         UNLOCK
             .key(&self.key)

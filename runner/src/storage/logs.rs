@@ -60,13 +60,9 @@ pub fn fitting_component(name: &str) -> std::borrow::Cow<'_, str> {
         return name.into();
     }
     use sha2::Digest;
-    let mut end = 200;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
     let digest = sha2::Sha256::digest(name.as_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", &name[..end]).into()
+    format!("{}-{hex}", crate::validate::prefix_within(name, 200)).into()
 }
 
 /// `<root>/<codebase>/<run_id>/<name>.gz` (a codebase name too long for
