@@ -8,7 +8,9 @@
 //! - `assign-git`: the whole assignment, codebases on a local git branch
 //!   opened through Breezy (the git CLI when Breezy cannot be loaded);
 //! - `finish`: `POST /active-runs/{id}/finish` with a small multipart body
-//!   after an untimed assignment; the consumed queue row is put back untimed.
+//!   after an untimed assignment; the consumed queue row is put back untimed;
+//! - `concurrent=64/assign`: 64 assignments at once (20 rounds), each timed,
+//!   with the claims they took per assignment (issue 13).
 //!
 //! Active runs are claims on extra queue items placed at the head of the
 //! queue, where real active runs are: the selection must step over them.
@@ -367,8 +369,72 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
             rt.block_on(bed.drop_active(&runs))
                 .expect("drop active runs");
         }
+        rt.block_on(concurrent_assigns(&bed, items));
         rt.block_on(bed.t.runner.shutdown()).expect("shutdown");
     }
+}
+
+/// Assigns issued this many at once (`JANITOR_BENCH_CONCURRENT`).
+const CONCURRENT: u64 = 64;
+
+/// Issue 13: `CONCURRENT` assigns at once on one runner, every one timed
+/// (`items=N/concurrent=C/assign`), then released untimed; prints how many
+/// claims (calls of the claim script) each assignment took.
+async fn concurrent_assigns(bed: &Bed, items: u64) {
+    let n = list_env("JANITOR_BENCH_CONCURRENT", &[CONCURRENT])[0];
+    if n == 0 {
+        return;
+    }
+    let id = format!("items={items}/concurrent={n}/assign");
+    let mut redis = bed.app().runs.connection();
+    let mut claims = 0;
+    let mut assigned = 0;
+    for _ in 0..20 {
+        let before = claim_calls(&mut redis).await;
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let app = bed.app().clone();
+                tokio::spawn(async move { assign_once(&app, &vcs::GitCliOpener).await })
+            })
+            .collect();
+        let mut runs = Vec::new();
+        for t in tasks {
+            let (d, a) = t.await.expect("task").expect("assign");
+            record(&id, d);
+            runs.push(a.id);
+        }
+        claims += claim_calls(&mut redis).await - before;
+        assigned += runs.len() as u64;
+        for run in runs {
+            state::unclaim(&bed.app().runs, &run)
+                .await
+                .expect("unclaim");
+        }
+    }
+    println!(
+        "{id}: {:.2} claims per assignment ({claims} claims, {assigned} assignments)",
+        claims as f64 / assigned.max(1) as f64
+    );
+}
+
+/// Calls of Lua scripts so far (the claim is the only script an assign runs).
+async fn claim_calls(redis: &mut redis::aio::ConnectionManager) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 fn make_git_repo(path: &std::path::Path) {

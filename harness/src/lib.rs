@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod check;
 pub mod compare;
 pub mod fixtures;
+pub mod fuzz;
 pub mod ledger;
 pub mod load;
 pub mod normalize;

@@ -48,6 +48,10 @@ pub enum StorageKind {
     Filesystem,
     /// Fresh buckets of the harness's GCS emulator (`gs://` locations).
     Gcs,
+    /// Logs in the `debian-janitor` bucket of a fresh S3 server (moto) named
+    /// by an `http://` location; artifacts in the scenario's directory, as
+    /// recorded (upstream has no S3 artifact store).
+    S3,
 }
 
 pub async fn run(scenario: &Scenario, target: &TargetSpec) -> anyhow::Result<Observed> {
@@ -61,21 +65,7 @@ pub async fn run_with(
 ) -> anyhow::Result<Observed> {
     let t0 = Instant::now();
     let services = TestServices::start().await?;
-    let gcs = match storage {
-        StorageKind::Filesystem => None,
-        StorageKind::Gcs => {
-            let server = crate::services::gcs().await?;
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            let buckets = GcsBuckets {
-                endpoint: server.endpoint.clone(),
-                logs: format!("logs-{id}"),
-                artifacts: format!("artifacts-{id}"),
-            };
-            server.create_bucket(&buckets.logs).await?;
-            server.create_bucket(&buckets.artifacts).await?;
-            Some(buckets)
-        }
-    };
+    let stores = Stores::start(storage).await?;
     let dir = ScenarioDir::new()?;
     let worker = FakeWorker::start().await?;
     create_repos(&dir, &scenario.runner.repos)?;
@@ -89,48 +79,9 @@ pub async fn run_with(
         worker.url().trim_end_matches('/').to_string(),
         GOLDEN_FAKE_WORKER.trim_end_matches('/'),
     );
-
-    // Seeds.
-    {
-        let mut db = PgConnection::connect(&services.db.url).await?;
-        for stmt in &scenario.seed_sql {
-            db.execute(localize(stmt).as_str())
-                .await
-                .with_context(|| format!("seed_sql: {stmt}"))?;
-        }
-        db.close().await?;
-        let mut redis = services.redis.connection().await?;
-        for args in &scenario.seed_redis {
-            let mut cmd = redis::cmd(args.first().map(String::as_str).unwrap_or("PING"));
-            for a in args.iter().skip(1) {
-                cmd.arg(localize(a));
-            }
-            cmd.query_async::<redis::Value>(&mut redis)
-                .await
-                .with_context(|| format!("seed_redis: {args:?}"))?;
-        }
-    }
-
+    seed(scenario, &services, &localize).await?;
     // Subscribe before the first step, as the recorder did.
-    let published = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let (sync_tx, mut sync_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut pubsub = redis::Client::open(services.redis.url.as_str())?
-        .get_async_pubsub()
-        .await?;
-    pubsub.psubscribe("*").await?;
-    let sink = published.clone();
-    let collector = tokio::spawn(async move {
-        let mut stream = pubsub.into_on_message();
-        while let Some(msg) = stream.next().await {
-            let channel = msg.get_channel_name().to_string();
-            if channel == SYNC_CHANNEL {
-                let _ = sync_tx.send(());
-                continue;
-            }
-            let payload: String = msg.get_payload().unwrap_or_default();
-            sink.lock().unwrap().push((channel, payload));
-        }
-    });
+    let collector = Collector::subscribe(&services.redis.url).await?;
 
     let env = Environment {
         scenario,
@@ -138,51 +89,18 @@ pub async fn run_with(
         database_url: &services.db.url,
         redis_url: &services.redis.url,
         config_text: localize(&scenario.config),
-        gcs: gcs.as_ref(),
+        gcs: stores.gcs.as_ref(),
+        s3_endpoint: stores.s3.as_ref().map(|s| s.endpoint.as_str()),
     };
     let running = RunningTarget::start(target, &env).await?;
-    let client = janitor_runner::tls::client_builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-
-    let mut steps = Vec::new();
-    let mut latencies = Vec::new();
-    for step in &scenario.steps {
-        let request = norm.resolve(&step.request);
-        let base = if step.is_public() {
-            running.public_url()
-        } else {
-            running.admin_url()
-        };
-        let t = Instant::now();
-        let response = send(&client, &base, &request, &localize).await?;
-        latencies.push((
-            format!("{} {}", step.method(), route_of(step.path())),
-            t.elapsed(),
-        ));
-        let response = prepare_response(response, step.method(), step.path());
-        let response = norm.value(&response);
-        steps.push(json!({"request": step.request, "response": response}));
-    }
+    let (steps, latencies) = run_steps(scenario, &running, &mut norm, &localize).await?;
 
     running.settle().await;
-    // Everything published before this sentinel has been delivered once it arrives.
     let mut conn = services.redis.connection().await?;
-    redis::cmd("PUBLISH")
-        .arg(SYNC_CHANNEL)
-        .arg("sync")
-        .query_async::<()>(&mut conn)
-        .await?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), sync_rx.recv()).await;
-    collector.abort();
-
+    let messages = collector.drain(&mut conn).await?;
     let db_after = dump_database(&services.db.url, &mut norm).await?;
-    let messages = std::mem::take(&mut *published.lock().unwrap());
     let (keys, published) = dump_redis(&mut conn, &messages, &mut norm).await?;
-    let stored = match &gcs {
-        None => raw_files(dir.root())?,
-        Some(b) => raw_objects(b).await?,
-    };
+    let stored = stores.objects(dir.root()).await?;
     let files_after = norm.value(&files_document(&stored)?);
     let log_mtimes = norm.value(&mtimes_document(&stored));
     let fake_worker_requests = norm.value(&json!(worker.requests()));
@@ -201,6 +119,169 @@ pub async fn run_with(
         total: t0.elapsed(),
         log_mtimes,
     })
+}
+
+/// The object stores a replay's runner writes to, besides the scenario's
+/// directories: fresh GCS buckets, or a fresh S3 server.
+struct Stores {
+    gcs: Option<GcsBuckets>,
+    s3: Option<crate::services::s3::S3Server>,
+}
+
+impl Stores {
+    async fn start(storage: StorageKind) -> anyhow::Result<Stores> {
+        let mut stores = Stores {
+            gcs: None,
+            s3: None,
+        };
+        match storage {
+            StorageKind::Filesystem => {}
+            StorageKind::Gcs => {
+                let server = crate::services::gcs().await?;
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let buckets = GcsBuckets {
+                    endpoint: server.endpoint.clone(),
+                    logs: format!("logs-{id}"),
+                    artifacts: format!("artifacts-{id}"),
+                };
+                server.create_bucket(&buckets.logs).await?;
+                server.create_bucket(&buckets.artifacts).await?;
+                stores.gcs = Some(buckets);
+            }
+            StorageKind::S3 => {
+                let server = crate::services::s3::S3Server::start().await?;
+                server
+                    .create_bucket(janitor_runner::storage::s3::BUCKET)
+                    .await?;
+                stores.s3 = Some(server);
+            }
+        }
+        Ok(stores)
+    }
+
+    /// Everything stored: the files under `root` (or the GCS objects), and
+    /// the S3 objects, whose keys (`logs/<codebase>/<run>/<name>.gz`) are the
+    /// filesystem layout.
+    async fn objects(&self, root: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let mut stored = match &self.gcs {
+            None => raw_files(root)?,
+            Some(b) => raw_objects(b).await?,
+        };
+        if let Some(s3) = &self.s3 {
+            stored.extend(s3.objects(janitor_runner::storage::s3::BUCKET).await?);
+        }
+        Ok(stored)
+    }
+}
+
+/// The scenario's seed SQL and Redis commands, localized.
+async fn seed(
+    scenario: &Scenario,
+    services: &TestServices,
+    localize: &dyn Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let mut db = PgConnection::connect(&services.db.url).await?;
+    for stmt in &scenario.seed_sql {
+        db.execute(localize(stmt).as_str())
+            .await
+            .with_context(|| format!("seed_sql: {stmt}"))?;
+    }
+    db.close().await?;
+    let mut redis = services.redis.connection().await?;
+    for args in &scenario.seed_redis {
+        let mut cmd = redis::cmd(args.first().map(String::as_str).unwrap_or("PING"));
+        for a in args.iter().skip(1) {
+            cmd.arg(localize(a));
+        }
+        cmd.query_async::<redis::Value>(&mut redis)
+            .await
+            .with_context(|| format!("seed_redis: {args:?}"))?;
+    }
+    Ok(())
+}
+
+/// Every message published during the replay, in arrival order.
+struct Collector {
+    published: Arc<Mutex<Vec<(String, String)>>>,
+    synced: tokio::sync::mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn subscribe(redis_url: &str) -> anyhow::Result<Collector> {
+        let published = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let (sync_tx, synced) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
+        pubsub.psubscribe("*").await?;
+        let sink = published.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                let channel = msg.get_channel_name().to_string();
+                if channel == SYNC_CHANNEL {
+                    let _ = sync_tx.send(());
+                    continue;
+                }
+                let payload: String = msg.get_payload().unwrap_or_default();
+                sink.lock().unwrap().push((channel, payload));
+            }
+        });
+        Ok(Collector {
+            published,
+            synced,
+            task,
+        })
+    }
+
+    /// The messages so far: everything published before a sentinel has
+    /// been delivered once the sentinel arrives.
+    async fn drain(
+        mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        redis::cmd("PUBLISH")
+            .arg(SYNC_CHANNEL)
+            .arg("sync")
+            .query_async::<()>(conn)
+            .await?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.synced.recv()).await;
+        self.task.abort();
+        let messages = std::mem::take(&mut *self.published.lock().unwrap());
+        Ok(messages)
+    }
+}
+
+/// The scenario's requests in order, each answer normalised; with the wall
+/// time of each exchange by route.
+async fn run_steps(
+    scenario: &Scenario,
+    running: &RunningTarget,
+    norm: &mut Normalizer,
+    localize: &dyn Fn(&str) -> String,
+) -> anyhow::Result<(Vec<Value>, Vec<(String, Duration)>)> {
+    let client = janitor_runner::tls::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut steps = Vec::new();
+    let mut latencies = Vec::new();
+    for step in &scenario.steps {
+        let request = norm.resolve(&step.request);
+        let base = if step.is_public() {
+            running.public_url()
+        } else {
+            running.admin_url()
+        };
+        let t = Instant::now();
+        let response = send(&client, &base, &request, localize).await?;
+        latencies.push((
+            format!("{} {}", step.method(), route_of(step.path())),
+            t.elapsed(),
+        ));
+        let response = prepare_response(response, step.method(), step.path());
+        let response = norm.value(&response);
+        steps.push(json!({"request": step.request, "response": response}));
+    }
+    Ok((steps, latencies))
 }
 
 /// `/active-runs/<uuid:1>/finish` → `/active-runs/{id}/finish`, for latency reports.

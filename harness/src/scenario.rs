@@ -3,7 +3,7 @@
 //! structurally and must not lose anything a typed model would drop.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The recording's fixed locations (FORMAT.md §2). Each replay substitutes its
@@ -146,4 +146,15 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// The golden's outputs in the shape `compare_outputs` takes.
+pub fn golden_outputs(s: &Scenario) -> Value {
+    json!({
+        "steps": s.steps.iter().map(|st| json!({"request": st.request, "response": st.response})).collect::<Vec<_>>(),
+        "db_after": s.db_after,
+        "redis_after": s.redis_after,
+        "files_after": s.files_after,
+        "fake_worker_requests": s.fake_worker_requests,
+    })
 }

@@ -39,6 +39,8 @@ pub struct Environment<'a> {
     /// Store logs and artifacts in these emulator buckets instead of the
     /// scenario's directories (in-process targets only).
     pub gcs: Option<&'a GcsBuckets>,
+    /// Store logs in this S3 endpoint's `debian-janitor` bucket.
+    pub s3_endpoint: Option<&'a str>,
 }
 
 /// Two buckets of a GCS emulator standing in for the log and artifact stores.
@@ -97,6 +99,10 @@ impl RunningTarget {
                     s.artifact_location = Some(format!("gs://{}", g.artifacts));
                     s.storage_emulator_host = Some(g.endpoint.clone());
                 }
+                if let Some(endpoint) = env.s3_endpoint {
+                    s.logs_location = Some(endpoint.to_string());
+                    s.s3_credentials = Some(crate::services::s3::credentials());
+                }
                 s.run_timeout_minutes = r.run_timeout_minutes;
                 s.avoid_hosts = r.avoid_hosts.clone();
                 s.dep_server_url = r.dep_server_url.clone();
@@ -112,12 +118,16 @@ impl RunningTarget {
                     bail!("GCS storage is only wired up for the in-process target");
                 }
                 let mut config = tempfile::Builder::new().suffix(".conf").tempfile()?;
+                let logs = match env.s3_endpoint {
+                    Some(endpoint) => endpoint.to_string(),
+                    None => env.dir.localize(&r.logs_location),
+                };
                 let full = format!(
                     "{}\ndatabase_location: {:?}\nredis_location: {:?}\nlogs_location: {:?}\nartifact_location: {:?}\n",
                     env.config_text,
                     env.database_url,
                     env.redis_url,
-                    env.dir.localize(&r.logs_location),
+                    logs,
                     env.dir.localize(&r.artifact_location)
                 );
                 std::io::Write::write_all(&mut config, full.as_bytes())?;
@@ -140,10 +150,26 @@ impl RunningTarget {
                         .replace("{port}", &port.to_string())
                         .replace("{public_port}", &public_port.to_string())
                         .replace("{vcs}", &env.dir.localize(&r.public_vcs_location))
-                        .replace("{logs}", &env.dir.localize(&r.logs_location))
+                        .replace("{logs}", &logs)
                         .replace("{artifacts}", &env.dir.localize(&r.artifact_location))
                         .replace("{run_timeout}", &r.run_timeout_minutes.to_string())
                         .replace("{avoid_hosts}", &avoid.join(" "))
+                        // Whole flags, or nothing when the scenario has no URL
+                        // (an empty flag value would be taken as a URL).
+                        .replace(
+                            "{dep_server_url_flag}",
+                            &r.dep_server_url
+                                .as_ref()
+                                .map(|u| format!("--public-dep-server-url={u}"))
+                                .unwrap_or_default(),
+                        )
+                        .replace(
+                            "{apt_archive_url_flag}",
+                            &r.apt_archive_url
+                                .as_ref()
+                                .map(|u| format!("--public-apt-archive-location={u}"))
+                                .unwrap_or_default(),
+                        )
                         .replace(
                             "{dep_server_url}",
                             r.dep_server_url.as_deref().unwrap_or(""),
@@ -152,8 +178,16 @@ impl RunningTarget {
                             "{apt_archive_url}",
                             r.apt_archive_url.as_deref().unwrap_or(""),
                         );
-                    let child = Command::new("sh")
-                        .args(["-c", &format!("exec {line}")])
+                    let mut command = Command::new("sh");
+                    command.args(["-c", &format!("exec {line}")]);
+                    if env.s3_endpoint.is_some() {
+                        // Through the standard chain, as an operator's would be.
+                        let creds = crate::services::s3::credentials();
+                        command
+                            .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+                            .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key);
+                    }
+                    let child = command
                         .stdin(Stdio::null())
                         .spawn()
                         .with_context(|| format!("starting target {line}"))?;

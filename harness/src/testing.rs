@@ -13,6 +13,22 @@ pub struct TestRunner {
 }
 
 impl TestRunner {
+    /// Settings for another runner process on this one's database, Redis
+    /// and directories: admin app only, on a free port, no watchdog.
+    pub fn second_runner_settings(&self, config: &str) -> Settings {
+        let mut s = Settings::new(&self.services.db.url, &self.services.redis.url);
+        s.listen_address = "127.0.0.1".into();
+        s.port = 0;
+        s.public_port = None;
+        s.config_text = config.into();
+        let dir = |name: &str| Some(self.dir.path().join(name).display().to_string());
+        s.public_vcs_location = dir("vcs");
+        s.logs_location = dir("logs");
+        s.artifact_location = dir("artifacts");
+        s.watchdog = false;
+        s
+    }
+
     /// Fresh database and Redis, a private directory for logs, artifacts and
     /// the VCS store, and a runner with both apps on free ports.
     pub async fn start(config: &str) -> anyhow::Result<TestRunner> {
@@ -73,7 +89,7 @@ impl TestRunner {
             runner,
             services,
             dir,
-            http: janitor_runner::tls::http_client(),
+            http: http_client(),
         })
     }
 
@@ -147,27 +163,10 @@ impl TestRunner {
     ) -> anyhow::Result<janitor_runner::types::ActiveRun> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.services.db.url).await?;
-        sqlx::query(
-            "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')) \
-             ON CONFLICT DO NOTHING",
-        )
-        .execute(&mut conn)
-        .await?;
-        sqlx::query("INSERT INTO codebase (name, vcs_type) VALUES ($1, 'git')")
-            .bind(codebase)
-            .execute(&mut conn)
-            .await?;
-        let (queue_id,): (i32,) = sqlx::query_as(
-            "INSERT INTO queue (codebase, suite, command, bucket) \
-             VALUES ($1, $2, $3, 'default') RETURNING id",
-        )
-        .bind(codebase)
-        .bind(campaign)
-        .bind(command)
-        .fetch_one(&mut conn)
-        .await?;
+        seed::worker(&mut conn, "w1", "pw1").await?;
+        let queue_id = seed::queued(&mut conn, codebase, campaign, command).await?;
         let run = active_run(
-            queue_id.into(),
+            queue_id,
             codebase,
             campaign,
             command,
@@ -177,6 +176,61 @@ impl TestRunner {
         janitor_runner::state::register(&self.runner.app.runs, &run).await?;
         Ok(run)
     }
+}
+
+/// Seed rows several tests need, written as the goldens' seeds write them.
+pub mod seed {
+    use sqlx::PgConnection;
+
+    /// Worker `name` with `password` hashed as the goldens hash it (md5
+    /// crypt, fixed salt); nothing if the worker exists already.
+    pub async fn worker(conn: &mut PgConnection, name: &str, password: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO worker (name, password) VALUES ($1, crypt($2, '$1$goldsal3')) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(password)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A new git codebase `codebase` with one queue item of `campaign` in
+    /// the default bucket; the item's id.
+    pub async fn queued(
+        conn: &mut PgConnection,
+        codebase: &str,
+        campaign: &str,
+        command: &str,
+    ) -> sqlx::Result<i64> {
+        sqlx::query("INSERT INTO codebase (name, vcs_type) VALUES ($1, 'git')")
+            .bind(codebase)
+            .execute(&mut *conn)
+            .await?;
+        let (queue_id,): (i32,) = sqlx::query_as(
+            "INSERT INTO queue (codebase, suite, command, bucket) \
+             VALUES ($1, $2, $3, 'default') RETURNING id",
+        )
+        .bind(codebase)
+        .bind(campaign)
+        .bind(command)
+        .fetch_one(conn)
+        .await?;
+        Ok(queue_id.into())
+    }
+}
+
+/// How long one request of a test may take: past it the request fails
+/// rather than hanging the test (every test's answers come in seconds).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The HTTP client of tests: requests time out after [`REQUEST_TIMEOUT`].
+pub fn http_client() -> reqwest::Client {
+    janitor_runner::tls::client_builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("building the HTTP client")
 }
 
 /// Peak resident set size of this process so far (VmHWM), in KiB: the

@@ -23,6 +23,8 @@ pub struct App {
     /// The public VCS stores by kind (`--public-vcs-location`), parsed once
     /// at start-up.
     pub vcs_managers: Vec<(String, crate::vcs::VcsManager)>,
+    /// Candidate selections shared by concurrent assigns.
+    pub selection: crate::assign::SelectionPool,
 }
 
 impl App {

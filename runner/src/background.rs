@@ -36,7 +36,25 @@ impl Background {
         }
     }
 
+    /// A job that takes one of the slots (Python's job scheduler's jobs).
     pub fn spawn<F>(&self, job: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.start(job, true)
+    }
+
+    /// A job of our own that waits on a dependency for seconds (a claim
+    /// released once Redis answers): counted for [`Background::idle`], but
+    /// it takes no slot, so it never delays the reschedules behind it.
+    pub fn spawn_unlimited<F>(&self, job: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.start(job, false)
+    }
+
+    fn start<F>(&self, job: F, limited: bool)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -53,7 +71,11 @@ impl Background {
                 }
             }
             let done = Done(inner);
-            let _permit = done.0.slots.acquire().await;
+            let _permit = if limited {
+                Some(done.0.slots.acquire().await)
+            } else {
+                None
+            };
             job.await;
         });
     }
@@ -94,6 +116,29 @@ mod tests {
         }
         bg.idle().await;
         assert_eq!(counter.load(Ordering::SeqCst), 5);
+        assert_eq!(bg.in_flight(), 0);
+    }
+
+    /// A job holding both slots does not delay an unlimited job, and idle
+    /// waits for the unlimited one too.
+    #[tokio::test]
+    async fn an_unlimited_job_takes_no_slot() {
+        let bg = Background::new(1);
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        bg.spawn(async move {
+            let _ = held.await;
+        });
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        bg.spawn_unlimited(async move {
+            let _ = done_tx.send(());
+        });
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the unlimited job ran while the only slot was held")
+            .unwrap();
+        assert_eq!(bg.in_flight(), 1);
+        release.send(()).unwrap();
+        bg.idle().await;
         assert_eq!(bg.in_flight(), 0);
     }
 

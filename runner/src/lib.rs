@@ -13,7 +13,6 @@ pub mod config;
 pub mod db;
 pub mod dependency;
 pub mod finish;
-pub mod forge;
 pub mod http;
 pub mod metrics;
 pub mod py;

@@ -6,6 +6,7 @@
 
 use crate::app::App;
 use crate::db;
+use crate::db::enums::QueueBucket;
 use crate::db::interval::{from_seconds, microseconds_part, to_timedelta, total_seconds};
 use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::Value;
@@ -18,22 +19,6 @@ const FIRST_RUN_BONUS: f64 = 100.0;
 const MINIMUM_COST: f64 = 20000.0;
 const MINIMUM_NORMALIZED_CODEBASE_VALUE: f64 = 0.1;
 const DEFAULT_NORMALIZED_CODEBASE_VALUE: f64 = 0.5;
-
-/// Labels of the `queue_bucket` enum, most urgent first.
-pub const QUEUE_BUCKETS: [&str; 8] = [
-    "update-existing-mp",
-    "manual",
-    "control",
-    "hook",
-    "reschedule",
-    "update-new-mp",
-    "missing-deps",
-    "default",
-];
-
-pub fn is_bucket(name: &str) -> bool {
-    QUEUE_BUCKETS.contains(&name)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -53,7 +38,7 @@ pub struct Scheduled {
     pub offset: f64,
     pub estimated_duration: TimeDelta,
     pub queue_id: i32,
-    pub bucket: String,
+    pub bucket: QueueBucket,
 }
 
 fn default_duration() -> TimeDelta {
@@ -209,7 +194,9 @@ pub async fn estimate_success_probability_and_duration(
         }
     } else {
         let sum: f64 = durations.iter().map(|d| total_seconds(*d)).sum();
-        from_seconds(sum / durations.len() as f64)
+        let mean = sum / durations.len() as f64;
+        from_seconds(mean)
+            .ok_or_else(|| anyhow::anyhow!("average duration {mean} s is not a timedelta"))?
     };
     Ok(Estimate {
         probability: (success as f64 * 10.0 + 1.0) / (total as f64 * 10.0 + 1.0) * multiplier,
@@ -266,7 +253,7 @@ pub struct Regular<'a> {
     pub context: Option<&'a str>,
     pub change_set: Option<&'a str>,
     pub refresh: bool,
-    pub bucket: Option<&'a str>,
+    pub bucket: Option<QueueBucket>,
 }
 
 /// §8.3: queue a candidate with an offset computed from its value, the
@@ -322,6 +309,10 @@ pub async fn do_schedule_regular(
         return Err(anyhow::anyhow!("offset {offset} is not positive").into());
     }
     let offset = args.default_offset + offset;
+    // asyncpg's int8 encoder: truncated, an OverflowError (500) beyond bigint.
+    let priority_offset = crate::py::int::int_of_float(offset)
+        .and_then(|i| i64::try_from(i).ok())
+        .ok_or_else(|| anyhow::anyhow!("offset {offset} is out of range for bigint"))?;
     let command = command
         .filter(|c| !c.is_empty())
         .ok_or_else(|| anyhow::anyhow!("no command for {}/{}", args.campaign, args.codebase))?;
@@ -336,8 +327,8 @@ pub async fn do_schedule_regular(
             campaign: args.campaign,
             command: &command,
             change_set: args.change_set,
-            offset,
-            bucket: args.bucket.unwrap_or("default"),
+            offset: priority_offset,
+            bucket: args.bucket.unwrap_or(QueueBucket::Default),
             context: context.as_deref(),
             estimated_duration: Some(estimate.duration),
             refresh: Some(args.refresh),
@@ -358,9 +349,10 @@ pub async fn do_schedule_regular(
 pub struct Manual<'a> {
     pub campaign: &'a str,
     pub codebase: &'a str,
-    pub bucket: Option<&'a str>,
+    pub bucket: Option<QueueBucket>,
     pub change_set: Option<&'a str>,
-    pub offset: Option<f64>,
+    /// The priority offset as asyncpg binds it (an int); `None` is -1.
+    pub offset: Option<i64>,
     /// `None` stores NULL (a request may send `"refresh": null`).
     pub refresh: Option<bool>,
     pub requester: Option<&'a str>,
@@ -374,7 +366,7 @@ pub async fn do_schedule(
     conn: &mut PgConnection,
     args: Manual<'_>,
 ) -> Result<Scheduled, ScheduleError> {
-    let offset = args.offset.unwrap_or(DEFAULT_SCHEDULE_OFFSET);
+    let offset = args.offset.unwrap_or(DEFAULT_SCHEDULE_OFFSET as i64);
     let command = match args.command {
         Some(c) => c.to_owned(),
         None => db::candidates::command_for(conn, args.codebase, args.campaign)
@@ -396,7 +388,7 @@ pub async fn do_schedule(
             command: &command,
             change_set: args.change_set,
             offset,
-            bucket: args.bucket.unwrap_or("default"),
+            bucket: args.bucket.unwrap_or(QueueBucket::Default),
             context: None,
             estimated_duration: Some(estimated_duration),
             refresh: args.refresh,
@@ -405,7 +397,7 @@ pub async fn do_schedule(
     )
     .await?;
     Ok(Scheduled {
-        offset,
+        offset: offset as f64,
         estimated_duration,
         queue_id,
         bucket,
@@ -444,9 +436,9 @@ pub struct Control<'a> {
     pub codebase: &'a str,
     pub change_set: Option<&'a str>,
     pub main_branch_revision: Option<&'a str>,
-    pub offset: Option<f64>,
+    pub offset: Option<i64>,
     pub refresh: Option<bool>,
-    pub bucket: Option<&'a str>,
+    pub bucket: Option<QueueBucket>,
     pub requester: Option<&'a str>,
 }
 
@@ -462,7 +454,7 @@ pub async fn do_schedule_control(
         Manual {
             campaign: "control",
             codebase: args.codebase,
-            bucket: Some(args.bucket.unwrap_or("control")),
+            bucket: Some(args.bucket.unwrap_or(QueueBucket::Control)),
             change_set: args.change_set,
             offset: args.offset,
             refresh: args.refresh,
@@ -583,6 +575,16 @@ mod tests {
     }
 
     #[test]
+    fn offset_of_an_averaged_duration_matches_python() {
+        // Runs of 2602.510383 s and 2606.193618 s average to 2604.3520005 s,
+        // which Python's timedelta makes 0:43:24.352001 (not .352000).
+        let d = from_seconds((2602.510383 + 2606.193618) / 2.0).unwrap();
+        assert_eq!(total_seconds(d), 2604.352001);
+        let off = calculate_offset(d, None, 1.0, Some(10.0), 2).unwrap();
+        assert_eq!(off, 524940.8004000001);
+    }
+
+    #[test]
     fn assertions_become_errors() {
         assert!(calculate_offset(TimeDelta::seconds(15), Some(1.0), 0.0, None, 0).is_err());
         assert!(calculate_offset(TimeDelta::seconds(15), Some(1.0), 1.5, None, 0).is_err());
@@ -600,12 +602,5 @@ mod tests {
         assert_eq!(control_command(Some("a b")), "brz up '--revision=a b'");
         assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
         assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn buckets_are_the_enum_labels() {
-        assert!(is_bucket("update-existing-mp"));
-        assert!(is_bucket("default"));
-        assert!(!is_bucket("bogus"));
     }
 }

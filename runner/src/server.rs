@@ -25,6 +25,31 @@ pub struct Runner {
     reupload: Option<JoinHandle<()>>,
 }
 
+/// The database pool and the Redis connection (a warning when Redis does
+/// not persist what the runner writes).
+async fn connect(
+    settings: &Settings,
+) -> anyhow::Result<(sqlx::PgPool, redis::aio::ConnectionManager)> {
+    let db = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        // While PostgreSQL is away a request fails within seconds (503)
+        // instead of queueing for sqlx's default 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(&settings.database_url)
+        .await
+        .with_context(|| "connecting to the database")?;
+    let redis_client =
+        redis::Client::open(settings.redis_url.as_str()).context("parsing the Redis URL")?;
+    let redis = redis::aio::ConnectionManager::new_with_config(
+        redis_client,
+        crate::state::connection_config(),
+    )
+    .await
+    .context("connecting to Redis")?;
+    crate::state::warn_without_persistence(&mut redis.clone()).await;
+    Ok((db, redis))
+}
+
 impl Runner {
     pub async fn start(settings: Settings, clock: SharedClock) -> anyhow::Result<Runner> {
         Self::start_with_opener(settings, clock, Arc::new(crate::vcs::DefaultOpener)).await
@@ -44,23 +69,7 @@ impl Runner {
         };
         let config = crate::config::parse_config(&settings.config_text)
             .context("reading the janitor configuration")?;
-        let db = PgPoolOptions::new()
-            .max_connections(settings.db_max_connections)
-            // While PostgreSQL is away a request fails within seconds (503)
-            // instead of queueing for sqlx's default 30 s.
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .with_context(|| "connecting to the database")?;
-        let redis_client =
-            redis::Client::open(settings.redis_url.as_str()).context("parsing the Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new_with_config(
-            redis_client,
-            crate::state::connection_config(),
-        )
-        .await
-        .context("connecting to Redis")?;
-        crate::state::warn_without_persistence(&mut redis.clone()).await;
+        let (db, redis) = connect(&settings).await?;
 
         // Bind before serving so a port clash is an error at start-up.
         let public_listener = match settings.public_port {
@@ -94,6 +103,7 @@ impl Runner {
             storage,
             opener,
             vcs_managers,
+            selection: Default::default(),
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -4,6 +4,15 @@
 
 use std::path::PathBuf;
 
+/// Fixed credentials instead of the standard chain: for in-process runners
+/// of tests and the harness (changing the process environment would race
+/// with other threads reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address both apps bind to (`--listen-address`).
@@ -23,6 +32,9 @@ pub struct Settings {
     /// `STORAGE_EMULATOR_HOST`: the GCS endpoint to use instead of Google's,
     /// with anonymous credentials (read from the environment by `main.rs`).
     pub storage_emulator_host: Option<String>,
+    /// Fixed credentials for an S3 log store instead of the standard AWS
+    /// chain (never set by `main.rs`; tests and the harness use it).
+    pub s3_credentials: Option<StaticCredentials>,
     pub run_timeout_minutes: u64,
     pub avoid_hosts: Vec<String>,
     pub dep_server_url: Option<String>,
@@ -88,6 +100,7 @@ impl Settings {
             artifact_location: None,
             backup_directory: None,
             storage_emulator_host: None,
+            s3_credentials: None,
             run_timeout_minutes: 60,
             avoid_hosts: Vec::new(),
             dep_server_url: None,

@@ -440,6 +440,7 @@ mod tests {
             storage: crate::storage::Storage::default(),
             opener: Arc::new(crate::vcs::DefaultOpener),
             vcs_managers: Vec::new(),
+            selection: Default::default(),
         }
     }
 

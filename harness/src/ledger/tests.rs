@@ -69,6 +69,7 @@ fn routes_match_segment_patterns() {
 fn a_ledgered_difference_passes_when_we_answer_as_promised() {
     let ledger = Ledger {
         divergence: vec![queue_entry()],
+        ..Default::default()
     };
     let s = scenario(
         json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
@@ -87,6 +88,7 @@ fn a_ledgered_difference_passes_when_we_answer_as_promised() {
 fn a_broken_promise_fails() {
     let ledger = Ledger {
         divergence: vec![queue_entry()],
+        ..Default::default()
     };
     let s = scenario(
         json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
@@ -105,6 +107,7 @@ fn a_broken_promise_fails() {
 fn an_entry_whose_difference_vanished_fails() {
     let ledger = Ledger {
         divergence: vec![queue_entry()],
+        ..Default::default()
     };
     let s = scenario(
         json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
@@ -118,10 +121,34 @@ fn an_entry_whose_difference_vanished_fails() {
         .any(|e| e.contains("nothing differs")));
 }
 
+/// Recordings of another runner (`replay --reference-may-agree`): that it
+/// answers as we do is no error; a promise about our answer still is.
+#[test]
+fn a_reference_may_agree_with_us_but_promises_still_hold() {
+    let ledger = Ledger {
+        divergence: vec![queue_entry()],
+        reference_may_agree: true,
+    };
+    let s = scenario(
+        json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
+    );
+    let ours = json!({"steps": [{"response": {"status": 500, "text": "500"}}]});
+    let v = ledger.judge(&s, &ours, vec![]);
+    assert!(
+        !v.ledger_errors
+            .iter()
+            .any(|e| e.contains("nothing differs")),
+        "{v:?}"
+    );
+    let promised = !queue_entry().expect.is_empty();
+    assert_eq!(v.passed(), !promised, "{v:?}");
+}
+
 #[test]
 fn differences_outside_the_entry_stay_unexplained() {
     let ledger = Ledger {
         divergence: vec![queue_entry()],
+        ..Default::default()
     };
     let s = scenario(
         json!([{"request": {"method": "GET", "path": "/queue"}, "response": {"status": 500, "text": "500"}}]),
@@ -159,7 +186,7 @@ reason = "we keep every row"
             {"request": {"method": "POST", "path": "/codebases"}, "response": {"status": 200}}],
             "db_after": {"codebase": [{"name": "c3"}]}}))
     .unwrap();
-    let golden = crate::check::golden_outputs(&s);
+    let golden = crate::scenario::golden_outputs(&s);
     let judge = |ours: Value| {
         let diffs = crate::compare::compare_outputs(&golden, &ours);
         ledger.judge(&s, &ours, diffs)
@@ -176,6 +203,7 @@ reason = "we keep every row"
 fn unused_entries_are_reported() {
     let ledger = Ledger {
         divergence: vec![queue_entry()],
+        ..Default::default()
     };
     let s = scenario(
         json!([{"request": {"method": "GET", "path": "/health"}, "response": {"status": 200}}]),

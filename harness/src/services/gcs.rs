@@ -13,7 +13,10 @@ pub const GCS_ENV: &str = "STORAGE_EMULATOR_HOST";
 pub struct GcsServer {
     /// Base URL, e.g. `http://127.0.0.1:4443`.
     pub endpoint: String,
+    pub provider: super::Provider,
     _process: Option<OwnedProcess>,
+    #[allow(dead_code)]
+    container: Option<super::containers::ContainerGuard>,
 }
 
 impl GcsServer {
@@ -25,10 +28,18 @@ impl GcsServer {
                 } else {
                     format!("http://{host}")
                 },
+                provider: provider.clone(),
                 _process: None,
+                container: None,
             }),
             super::Provider::Container => {
-                bail!("fake-gcs-server in a container is not supported; set {GCS_ENV} or let the harness spawn it")
+                let (endpoint, guard) = super::containers::gcs().await?;
+                Ok(GcsServer {
+                    endpoint,
+                    provider: provider.clone(),
+                    _process: None,
+                    container: Some(guard),
+                })
             }
             super::Provider::Spawn => spawn_gcs().await,
         }
@@ -138,7 +149,9 @@ async fn spawn_gcs() -> anyhow::Result<GcsServer> {
                 if r.status().is_success() {
                     return Ok(GcsServer {
                         endpoint,
+                        provider: super::Provider::Spawn,
                         _process: Some(proc),
+                        container: None,
                     });
                 }
             }

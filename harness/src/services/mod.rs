@@ -1,4 +1,4 @@
-//! Real PostgreSQL, Redis and GCS-emulator servers for replays and tests,
+//! Real PostgreSQL, Redis, GCS-emulator and S3 servers for replays and tests,
 //! provided (in this order of preference) by URLs in the environment, by
 //! testcontainers when a Docker engine answers, or by processes the harness
 //! spawns itself and removes when done.
@@ -8,6 +8,7 @@ pub mod gcs;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod s3;
 
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -32,7 +33,8 @@ pub fn choose(env_value: Option<String>, docker: bool, containers_built: bool) -
     }
 }
 
-fn provider_for(env: &str) -> Provider {
+/// How the server named by `env` is provided in this process.
+pub fn provider_for(env: &str) -> Provider {
     let docker = cfg!(feature = "containers") && containers::docker_answers();
     choose(
         std::env::var(env).ok(),
@@ -51,6 +53,20 @@ pub async fn postgres() -> anyhow::Result<&'static postgres::PostgresServer> {
             postgres::PostgresServer::start(provider_for(postgres::DATABASE_URL_ENV))
         })
         .await
+}
+
+/// The provider as the replay reports it: `Container, image NAME` for a
+/// container, else the variant (`Spawn`, `Env("…")`).
+pub fn describe(provider: &Provider, image: (&str, &str)) -> String {
+    match provider {
+        Provider::Container => format!("Container, image {}", containers::image(image)),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The GCS emulator if this process has started it.
+pub fn gcs_started() -> Option<&'static gcs::GcsServer> {
+    GCS.get()
 }
 
 /// The process-wide GCS emulator (started on first use).

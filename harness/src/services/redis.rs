@@ -17,7 +17,6 @@ pub struct RedisServer {
     pub url: String,
     _process: Option<OwnedProcess>,
     _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
-    #[allow(dead_code)]
     container: Option<super::containers::ContainerGuard>,
 }
 
@@ -47,6 +46,13 @@ impl RedisServer {
         let mut conn = server.connection().await?;
         redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
         Ok(server)
+    }
+
+    /// The engine's id of the container this server runs in, if it does.
+    pub fn container_id(&self) -> Option<String> {
+        self.container
+            .as_ref()
+            .and_then(|c| c.id().map(str::to_string))
     }
 
     pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {

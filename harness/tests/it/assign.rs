@@ -260,6 +260,26 @@ async fn worker_credentials() {
     assert_eq!(run["worker"], "w1");
 }
 
+/// A runner started with `opener`, one generic campaign and one queued
+/// item whose codebase has a branch URL (so the assign opens it).
+async fn with_opener_and_one_item(
+    opener: std::sync::Arc<dyn janitor_runner::vcs::BranchOpener>,
+) -> TestRunner {
+    let config = "campaign {\n  name: \"fix\"\n  generic_build {\n  }\n}\n";
+    let t = TestRunner::start_full(config, janitor_runner::clock::system(), opener, |_, _| {})
+        .await
+        .expect("runner");
+    sqlx::raw_sql(
+        "INSERT INTO codebase (name, branch_url, url, vcs_type) \
+         VALUES ('c1', 'https://forge.example/c1', 'https://forge.example/c1', 'git'); \
+         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('c1', 'fix', 'true', 'default')",
+    )
+    .execute(&t.runner.app.db)
+    .await
+    .unwrap();
+    t
+}
+
 /// A branch opener standing in for Breezy and the forges: every branch opens
 /// as git, and the forge answers 429 for `forge.example`.
 struct RateLimitedForge;
@@ -303,23 +323,7 @@ impl janitor_runner::vcs::BranchOpener for RateLimitedForge {
 /// Redis and the run is stored as `resume-rate-limited`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limiting_forge_is_recorded_and_the_run_aborted() {
-    let config = "campaign {\n  name: \"fix\"\n  generic_build {\n  }\n}\n";
-    let t = TestRunner::start_full(
-        config,
-        janitor_runner::clock::system(),
-        std::sync::Arc::new(RateLimitedForge),
-        |_, _| {},
-    )
-    .await
-    .expect("runner");
-    sqlx::raw_sql(
-        "INSERT INTO codebase (name, branch_url, url, vcs_type) \
-         VALUES ('c1', 'https://forge.example/c1', 'https://forge.example/c1', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('c1', 'fix', 'true', 'default')",
-    )
-    .execute(&t.runner.app.db)
-    .await
-    .unwrap();
+    let t = with_opener_and_one_item(std::sync::Arc::new(RateLimitedForge)).await;
     let resp = t
         .http
         .post(t.admin("/active-runs"))
@@ -344,5 +348,206 @@ async fn a_rate_limiting_forge_is_recorded_and_the_run_aborted() {
         .await
         .unwrap();
     assert_eq!(code, "resume-rate-limited");
+    t.runner.shutdown().await.unwrap();
+}
+
+/// A branch opener that never answers, and says when it is first asked.
+struct HangingOpener(std::sync::Arc<tokio::sync::Notify>);
+
+impl janitor_runner::vcs::BranchOpener for HangingOpener {
+    fn open<'a>(
+        &'a self,
+        _url: &'a str,
+        _vcs_type: Option<&'a str>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
+    > {
+        let asked = self.0.clone();
+        Box::pin(async move {
+            asked.notify_one();
+            futures::future::pending().await
+        })
+    }
+
+    fn forge_resume<'a>(
+        &'a self,
+        _main: &'a janitor_runner::vcs::OpenedBranch,
+        _names: &'a [String],
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<janitor_runner::vcs::ForgeResume>> {
+        Box::pin(futures::future::pending())
+    }
+}
+
+/// A worker that hangs up (or whose client times out) while its assignment
+/// is being built leaves no claim behind: the request is cancelled after the
+/// claim, and the item is free again within seconds instead of blocked until
+/// the watchdog gives up on a run nobody has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assign_abandoned_by_its_worker_releases_its_claim() {
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let t = with_opener_and_one_item(std::sync::Arc::new(HangingOpener(asked.clone()))).await;
+    let request = t
+        .http
+        .post(t.admin("/active-runs"))
+        .json(&json!({"worker": "w1"}))
+        .send();
+    let worker = tokio::spawn(request);
+    tokio::time::timeout(std::time::Duration::from_secs(30), asked.notified())
+        .await
+        .expect("the assign claimed its item and went on to open the branch");
+    let runs = &t.runner.app.runs;
+    assert_eq!(
+        janitor_runner::state::active_run_count(runs).await.unwrap(),
+        1
+    );
+    // The worker hangs up: its connection closes and the server drops the
+    // request's future.
+    worker.abort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while janitor_runner::state::active_run_count(runs).await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim of the abandoned assignment is still held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut redis = runs.connection();
+    let claims: usize = redis::AsyncCommands::hlen(&mut redis, "assigned-queue-items")
+        .await
+        .unwrap();
+    assert_eq!(claims, 0);
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
+        .fetch_one(&t.runner.app.db)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "the item stays queued for the next worker");
+    t.runner.shutdown().await.unwrap();
+}
+
+/// An aborted item whose codebase has a candidate is rescheduled in the
+/// background: the same assignment must not pick the new item up (and abort
+/// it again) depending on how fast that happens. Found by the differential
+/// fuzzer (two runs of the same runner stored one or three aborted runs);
+/// a second item to abort gives the reschedule time to land first.
+#[tokio::test]
+async fn an_aborted_item_is_not_retried_by_the_same_assignment() {
+    let mut env = Env::start().await;
+    env.conn
+        .execute(
+            "INSERT INTO codebase (name, vcs_type) VALUES ('novcs', 'git'), ('other', 'git'); \
+             INSERT INTO candidate (codebase, suite, command, value) VALUES ('novcs', 'needs-vcs', 'y', 5); \
+             INSERT INTO queue (codebase, suite, command, priority) VALUES \
+             ('novcs', 'needs-vcs', 'y', 1), ('other', 'needs-vcs', 'z', 2)",
+        )
+        .await
+        .expect("seed");
+    for round in 0..5i64 {
+        let (status, body) = env.assign(json!({})).await;
+        assert_eq!((status, &body), (503, &json!({"reason": "queue empty"})));
+        env.t.runner.background_idle().await;
+        let runs: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT codebase, count(*) FROM run GROUP BY codebase ORDER BY codebase",
+        )
+        .fetch_all(&mut env.conn)
+        .await
+        .expect("runs");
+        assert_eq!(
+            runs,
+            [("novcs".to_string(), round + 1), ("other".to_string(), 1)],
+            "round {round}: each item aborted once per assignment"
+        );
+        let (queued,): (i64,) = sqlx::query_as("SELECT count(*) FROM queue")
+            .fetch_one(&mut env.conn)
+            .await
+            .expect("queue");
+        assert_eq!(queued, 1, "novcs rescheduled once");
+    }
+}
+
+/// The interleaving behind the double hand-out once seen under load, through
+/// the real steps: B selects item X; A is handed X and finishes it (queue
+/// row deleted, claim released); then B claims X. The claim succeeds (Redis
+/// no longer holds one), so only `check_claimed`'s look-up of the queue row
+/// stops B from being handed a finished item — and it must withdraw the
+/// claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_on_an_item_finished_since_its_selection_is_withdrawn() {
+    use janitor_runner::assign::{check_claimed, Claimed};
+    use janitor_runner::db::queue::{self, NextItemFilter};
+    use janitor_runner::state;
+    use janitor_runner::types::{ActiveRun, Backchannel};
+
+    let config = "campaign {\n  name: \"lintian-fixes\"\n  command: \"lintian-brush\"\n  \
+                  default_empty: true\n  generic_build {\n  }\n}\n";
+    let t = TestRunner::start(config).await.expect("runner");
+    janitor_harness::load::seed(&t.services.db.url, 1, "lintian-fixes")
+        .await
+        .unwrap();
+    let app = t.runner.app.clone();
+
+    // B selects, as an assignment does before its claim.
+    let mut conn = app.db.acquire().await.unwrap();
+    let x = queue::next_item(&mut conn, &NextItemFilter::default())
+        .await
+        .unwrap()
+        .expect("one queued item");
+
+    // A: a whole cycle on the same item, through HTTP.
+    let a: Value = t
+        .http
+        .post(t.admin("/active-runs"))
+        .json(&json!({"worker": "a", "backchannel": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["queue_id"], json!(x.id), "A was handed another item: {a}");
+    let (ct, body) = janitor_harness::load::finish_body();
+    let fin = t
+        .http
+        .post(t.admin(&format!(
+            "/active-runs/{}/finish",
+            a["id"].as_str().unwrap()
+        )))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fin.status(), 201);
+    t.runner.background_idle().await;
+
+    // B claims the item it selected.
+    let run = ActiveRun {
+        queue_id: i64::from(x.id),
+        log_id: uuid::Uuid::new_v4().to_string(),
+        codebase: Some(x.codebase.clone()),
+        change_set: None,
+        campaign: x.campaign.clone(),
+        command: "true".into(),
+        estimated_duration: None,
+        start_time: app.clock.now_naive(),
+        worker_name: Some("b".into()),
+        worker_link: None,
+        vcs_info: serde_json::Map::new(),
+        backchannel: Backchannel::None,
+        instigated_context: Value::Null,
+        resume_from: None,
+    };
+    state::claim(&app.runs, &run)
+        .await
+        .expect("A's claim was released, so B's claim succeeds");
+    let outcome = check_claimed(&app, &mut conn, &x, &run).await.unwrap();
+    assert!(matches!(outcome, Claimed::Skipped), "{outcome:?}");
+    let claims = state::assigned_queue_items(&app.runs).await.unwrap();
+    assert!(
+        !claims.contains_key(&i64::from(x.id)),
+        "B's stale claim on {} left in Redis: {claims:?}",
+        x.id
+    );
+    drop(conn);
     t.runner.shutdown().await.unwrap();
 }

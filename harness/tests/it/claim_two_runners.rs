@@ -50,7 +50,7 @@ async fn start_runner_with_public(
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while janitor_runner::tls::http_client()
+    while janitor_harness::testing::http_client()
         .get(format!("{url}/health"))
         .send()
         .await
@@ -144,7 +144,7 @@ async fn two_runner_processes_never_hand_out_an_item_twice() {
     let (_a, url_a) = start_runner(&conf, &vcs).await;
     let (_b, url_b) = start_runner(&conf, &vcs).await;
 
-    let client = janitor_runner::tls::http_client();
+    let client = janitor_harness::testing::http_client();
     let mut tasks = Vec::new();
     for i in 0..ASSIGNS {
         let url = if i % 2 == 0 {

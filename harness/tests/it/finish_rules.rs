@@ -44,7 +44,7 @@ fn body(filename: &str) -> (String, Vec<u8>) {
 
 async fn finish(env: &Env, filename: &str) -> (u16, Value) {
     let (ct, text) = body(filename);
-    let resp = janitor_runner::tls::http_client()
+    let resp = janitor_harness::testing::http_client()
         .post(format!(
             "http://{}/active-runs/{}/finish",
             env.t.runner.admin_addr, env.run.log_id

@@ -386,23 +386,23 @@ async fn regular_schedule_offsets_use_value_history_and_codebase_value() {
 #[tokio::test]
 async fn queue_add_keeps_more_urgent_buckets_and_updates_same_bucket_rows() {
     let (_s, mut conn) = setup().await;
-    let manual = |bucket: &'static str, offset: f64| Manual {
+    let manual = |bucket: &'static str, offset: i64| Manual {
+        bucket: Some(bucket.parse().unwrap()),
         campaign: "fix",
         codebase: "alpha",
-        bucket: Some(bucket),
         offset: Some(offset),
         refresh: Some(false),
         command: Some("fixit"),
         ..Default::default()
     };
-    let first = schedule::do_schedule(&mut conn, manual("hook", 100.7))
+    let first = schedule::do_schedule(&mut conn, manual("hook", 100))
         .await
         .unwrap();
-    assert_eq!(first.offset, 100.7);
+    assert_eq!(first.offset, 100.0);
     assert_eq!(
         queue_row(&mut conn, first.queue_id).await.0,
         100,
-        "offset truncated toward zero"
+        "MIN(priority) of an empty queue is 0"
     );
     assert_eq!(
         queue_row(&mut conn, first.queue_id).await.3,
@@ -411,7 +411,7 @@ async fn queue_add_keeps_more_urgent_buckets_and_updates_same_bucket_rows() {
     );
 
     // A less urgent bucket leaves the row alone.
-    let second = schedule::do_schedule(&mut conn, manual("default", -50.0))
+    let second = schedule::do_schedule(&mut conn, manual("default", -50))
         .await
         .unwrap();
     assert_eq!(
@@ -421,17 +421,17 @@ async fn queue_add_keeps_more_urgent_buckets_and_updates_same_bucket_rows() {
     assert_eq!(queue_row(&mut conn, first.queue_id).await.0, 100);
 
     // The same bucket updates even to a later priority (QI-14).
-    let third = schedule::do_schedule(&mut conn, manual("hook", 5.0))
+    let third = schedule::do_schedule(&mut conn, manual("hook", 5))
         .await
         .unwrap();
     assert_eq!(third.queue_id, first.queue_id);
     assert_eq!(queue_row(&mut conn, first.queue_id).await.0, 105);
 
     // A more urgent bucket moves it.
-    let fourth = schedule::do_schedule(&mut conn, manual("manual", -1.0))
+    let fourth = schedule::do_schedule(&mut conn, manual("manual", -1))
         .await
         .unwrap();
-    assert_eq!(fourth.bucket, "manual");
+    assert_eq!(fourth.bucket.as_str(), "manual");
     assert_eq!(queue_row(&mut conn, first.queue_id).await.0, 104);
     let n: i64 = sqlx::query("SELECT count(*) FROM queue")
         .fetch_one(&mut conn)
@@ -451,7 +451,7 @@ async fn queue_add_keeps_more_urgent_buckets_and_updates_same_bucket_rows() {
     )
     .await
     .unwrap();
-    assert_eq!(c.bucket, "control");
+    assert_eq!(c.bucket.as_str(), "control");
     let command: String = sqlx::query("SELECT command FROM queue WHERE id = $1")
         .bind(c.queue_id)
         .fetch_one(&mut conn)

@@ -56,7 +56,7 @@ async fn the_gcs_emulator_stores_and_lists_objects_over_the_json_api() {
     let gcs = services::gcs().await.unwrap();
     let bucket = format!("b-{}", uuid::Uuid::new_v4().simple());
     gcs.create_bucket(&bucket).await.unwrap();
-    let resp = janitor_runner::tls::http_client()
+    let resp = janitor_harness::testing::http_client()
         .post(format!(
             "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=dir/x.txt",
             gcs.endpoint
@@ -74,8 +74,21 @@ async fn the_gcs_emulator_stores_and_lists_objects_over_the_json_api() {
 
 #[tokio::test]
 async fn a_spawned_server_is_removed_when_dropped() {
-    if std::env::var(services::redis::REDIS_URL_ENV).is_ok() {
-        return;
+    match services::provider_for(services::redis::REDIS_URL_ENV) {
+        services::Provider::Env(_) => return,
+        services::Provider::Container => {
+            // The container is removed (not only stopped) when dropped.
+            let s = TestServices::start().await.unwrap();
+            let id = s.redis.container_id().expect("a container id");
+            assert!(services::containers::container_exists(&id));
+            drop(s);
+            assert!(
+                !services::containers::container_exists(&id),
+                "redis container left behind"
+            );
+            return;
+        }
+        services::Provider::Spawn => {}
     }
     let s = TestServices::start().await.unwrap();
     let socket = s.redis.url.trim_start_matches("redis+unix://").to_string();

@@ -7,7 +7,6 @@
 use futures::StreamExt;
 use janitor_harness::testing::TestRunner;
 use janitor_runner::server::Runner;
-use janitor_runner::settings::Settings;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -78,15 +77,7 @@ async fn one_publication_per_change_unless_concurrent_and_none_lost() {
         .await
         .unwrap();
     // A second runner on the same database and Redis (its own publisher).
-    let mut s = Settings::new(&a.services.db.url, &a.services.redis.url);
-    s.listen_address = "127.0.0.1".into();
-    s.port = 0;
-    s.public_port = None;
-    s.config_text = CONFIG.into();
-    s.public_vcs_location = Some(a.dir.path().join("vcs").display().to_string());
-    s.logs_location = Some(a.dir.path().join("logs").display().to_string());
-    s.artifact_location = Some(a.dir.path().join("artifacts").display().to_string());
-    s.watchdog = false;
+    let s = a.second_runner_settings(CONFIG);
     let b = Runner::start(s, janitor_runner::clock::system())
         .await
         .unwrap();

@@ -1,23 +1,34 @@
 //! Log and artifact storage through real stores: the same finish stores the
 //! same objects on the filesystem and in GCS (fake-gcs-server); a GCS that
 //! answers 503 sends logs and artifacts to the backup directory, and the
-//! re-upload moves them to the primary and empties the backup.
+//! re-upload moves them to the primary and empties the backup. Logs in S3
+//! (moto) likewise.
 
-use janitor_harness::replay::{run_with, StorageKind};
+use janitor_harness::replay::{run_with, Observed, StorageKind};
 use janitor_harness::scenario::Scenario;
 use janitor_harness::services::TestServices;
 use janitor_harness::target::TargetSpec;
+use janitor_harness::testing;
 use janitor_runner::server::Runner;
 use janitor_runner::settings::Settings;
 use janitor_runner::state;
 use janitor_runner::storage::{artifacts, backup, Storage};
 use janitor_runner::types::{ActiveRun, Backchannel};
-use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
 use std::io::Read;
 use std::path::Path;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The scenario replayed in process on the filesystem stores and on `other`.
+async fn on_disk_and(scenario: &Scenario, other: StorageKind) -> (Observed, Observed) {
+    let run = |kind| run_with(scenario, &TargetSpec::InProcess, kind);
+    (
+        run(StorageKind::Filesystem).await.unwrap(),
+        run(other).await.unwrap(),
+    )
+}
 
 fn golden(name: &str) -> Scenario {
     Scenario::load(&janitor_harness::golden_dir().join(format!("{name}.json"))).unwrap()
@@ -26,12 +37,7 @@ fn golden(name: &str) -> Scenario {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debian_finish_stores_the_same_objects_on_disk_and_in_gcs() {
     let scenario = golden("finish-debian-artifacts");
-    let fs = run_with(&scenario, &TargetSpec::InProcess, StorageKind::Filesystem)
-        .await
-        .unwrap();
-    let gcs = run_with(&scenario, &TargetSpec::InProcess, StorageKind::Gcs)
-        .await
-        .unwrap();
+    let (fs, gcs) = on_disk_and(&scenario, StorageKind::Gcs).await;
 
     let files = &gcs.doc["files_after"];
     let names: Vec<&String> = files.as_object().unwrap().keys().collect();
@@ -59,6 +65,20 @@ async fn a_debian_finish_stores_the_same_objects_on_disk_and_in_gcs() {
     assert_eq!(a, b);
 }
 
+/// A missing artifact: GCS keeps the files named before it, as the disk
+/// does, and the run's stored description names no server path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_artifact_leaves_the_same_run_in_gcs_as_on_disk() {
+    let scenario = golden("finish-missing-artifact-other");
+    let (fs, gcs) = on_disk_and(&scenario, StorageKind::Gcs).await;
+    assert_eq!(gcs.doc["files_after"], fs.doc["files_after"]);
+    assert_eq!(gcs.doc["db_after"], fs.doc["db_after"]);
+    assert_eq!(
+        gcs.doc["db_after"]["run"][0]["description"],
+        "No such file or directory (os error 2)"
+    );
+}
+
 /// A finished generic run with one log, `worker.log`.
 fn finish_body() -> (String, Vec<u8>) {
     let result = json!({
@@ -69,36 +89,43 @@ fn finish_body() -> (String, Vec<u8>) {
     janitor_harness::testing::finish_body(&result, &[("worker.log", b"worker says hi\n")])
 }
 
-async fn register_run(runner: &Runner, db_url: &str) -> ActiveRun {
+/// An active run of a new codebase named `codebase`.
+async fn register_run(runner: &Runner, db_url: &str, codebase: &str) -> ActiveRun {
     let mut conn = PgConnection::connect(db_url).await.unwrap();
-    conn.execute(
-        "INSERT INTO codebase (name, vcs_type) VALUES ('fin', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('fin', 'scratch', 'true', 'default')",
-    )
-    .await
-    .unwrap();
-    let (queue_id,): (i32,) = sqlx::query_as("SELECT id FROM queue")
-        .fetch_one(&mut conn)
+    let queue_id = testing::seed::queued(&mut conn, codebase, "scratch", "true")
         .await
         .unwrap();
-    let run = ActiveRun {
-        queue_id: queue_id as i64,
-        log_id: uuid::Uuid::new_v4().to_string(),
-        codebase: Some("fin".into()),
-        change_set: None,
-        campaign: "scratch".into(),
-        command: "true".into(),
-        estimated_duration: None,
-        start_time: chrono::Utc::now().naive_utc(),
-        worker_name: Some("w1".into()),
-        worker_link: None,
-        vcs_info: serde_json::Map::new(),
-        backchannel: Backchannel::None,
-        instigated_context: Value::Null,
-        resume_from: None,
-    };
+    let run = testing::active_run(
+        queue_id,
+        codebase,
+        "scratch",
+        "true",
+        chrono::Utc::now().naive_utc(),
+        Backchannel::None,
+    );
     state::register(&runner.app.runs, &run).await.unwrap();
     run
+}
+
+/// Finishes `run` with [`finish_body`]; the runner must answer 201.
+async fn finish(runner: &Runner, run: &ActiveRun) {
+    let (ct, body) = finish_body();
+    let resp = janitor_harness::testing::http_client()
+        .post(format!(
+            "http://{}/active-runs/{}/finish",
+            runner.admin_addr, run.log_id
+        ))
+        .header("Content-Type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap()
+    );
 }
 
 fn gcs_settings(services: &TestServices, emulator: &str, backup: &Path) -> Settings {
@@ -160,24 +187,8 @@ async fn an_unavailable_gcs_fills_the_backup_and_the_reupload_empties_it() {
     )
     .await
     .unwrap();
-    let run = register_run(&runner, &services.db.url).await;
-    let (ct, body) = finish_body();
-    let resp = janitor_runner::tls::http_client()
-        .post(format!(
-            "http://{}/active-runs/{}/finish",
-            runner.admin_addr, run.log_id
-        ))
-        .header("Content-Type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    let run = register_run(&runner, &services.db.url, "fin").await;
+    finish(&runner, &run).await;
     assert_eq!(runner.app.metrics.primary_logfile_upload_failed.get(), 1);
     assert_eq!(runner.app.metrics.logfile_uploads.get(), 1);
     let backed_up = format!("logs/fin/{}/worker.log.gz", run.log_id);
@@ -300,4 +311,124 @@ async fn a_forbidden_log_upload_is_permission_denied() {
     std::fs::write(&src, "x").unwrap();
     let r = m.import_log("c", "r", "build.log", &src, 0).await;
     assert!(matches!(r, Err(LogError::PermissionDenied(_))), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debian_finish_stores_the_same_logs_in_s3_as_on_disk() {
+    let scenario = golden("finish-debian-artifacts");
+    let (fs, s3) = on_disk_and(&scenario, StorageKind::S3).await;
+    let names: Vec<&String> = s3.doc["files_after"].as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("logs/debpkg/")),
+        "{names:?}"
+    );
+    // The whole replay, stored files and log mtimes included, is unchanged.
+    assert_eq!(s3.doc, fs.doc);
+    assert_eq!(s3.log_mtimes, fs.log_mtimes);
+    assert!(!s3.log_mtimes.as_object().unwrap().is_empty());
+}
+
+fn s3_settings(services: &TestServices, endpoint: &str, backup: &Path) -> Settings {
+    let mut s = Settings::new(services.db.url.as_str(), services.redis.url.as_str());
+    s.listen_address = "127.0.0.1".into();
+    s.port = 0;
+    s.public_port = None;
+    s.logs_location = Some(endpoint.to_string());
+    // Artifacts stay on disk: upstream has no S3 artifact store.
+    s.artifact_location = Some(backup.with_extension("artifacts").display().to_string());
+    s.s3_credentials = Some(janitor_harness::services::s3::credentials());
+    s.backup_directory = Some(backup.to_path_buf());
+    s.watchdog = false;
+    s.db_max_connections = 3;
+    s
+}
+
+/// A log stored in S3 (moto) as upstream stores it: its key, gzip with the
+/// finish time, readable by anyone (`public-read`, the site reads logs
+/// without credentials). Then the store goes down: the next log goes to the
+/// backup; the store comes back: the re-upload moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_logs_are_public_and_survive_the_store_going_down() {
+    use janitor_harness::services::s3::S3Server;
+    use janitor_runner::storage::s3::BUCKET;
+    let mut s3 = S3Server::start().await.unwrap();
+    s3.create_bucket(BUCKET).await.unwrap();
+    let services = TestServices::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let backup_dir = tmp.path().join("backup");
+    std::fs::create_dir(&backup_dir).unwrap();
+    let runner = Runner::start(
+        s3_settings(&services, &s3.endpoint, &backup_dir),
+        janitor_runner::clock::system(),
+    )
+    .await
+    .unwrap();
+
+    let run = register_run(&runner, &services.db.url, "fin").await;
+    finish(&runner, &run).await;
+    let key = format!("logs/fin/{}/worker.log.gz", run.log_id);
+    let objects = s3.objects(BUCKET).await.unwrap();
+    assert_eq!(objects.iter().map(|o| &o.0).collect::<Vec<_>>(), vec![&key]);
+    assert_eq!(gunzip(&objects[0].1), "worker says hi\n");
+    assert_eq!(
+        janitor_runner::storage::gcs::gzip_mtime(&objects[0].1),
+        Some(1_580_638_230)
+    );
+    let acl = s3
+        .client()
+        .await
+        .get_object_acl()
+        .bucket(BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        acl.grants().iter().any(|g| {
+            g.permission().map(|p| p.as_str()) == Some("READ")
+                && g.grantee().and_then(|e| e.uri())
+                    == Some("http://acs.amazonaws.com/groups/global/AllUsers")
+        }),
+        "{acl:?}"
+    );
+    // Upstream's readers fetch `<endpoint>/debian-janitor/<key>` anonymously.
+    let public = janitor_harness::testing::http_client()
+        .get(format!("{}/{BUCKET}/{key}", s3.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 200);
+    assert_eq!(public.bytes().await.unwrap().to_vec(), objects[0].1);
+    assert!(files_under(&backup_dir).is_empty());
+
+    // The store goes down: the finish still succeeds, the log is backed up.
+    let port: u16 = s3.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    s3.stop();
+    let run2 = register_run(&runner, &services.db.url, "fin2").await;
+    finish(&runner, &run2).await;
+    assert_eq!(runner.app.metrics.primary_logfile_upload_failed.get(), 1);
+    let backed_up = format!("logs/fin2/{}/worker.log.gz", run2.log_id);
+    assert_eq!(files_under(&backup_dir), vec![backed_up]);
+    runner.shutdown().await.unwrap();
+
+    // Back (empty, as a fresh moto is): the re-upload moves the log.
+    let s3 = S3Server::start_on(port).await.unwrap();
+    s3.create_bucket(BUCKET).await.unwrap();
+    let storage = Storage::from_settings(&s3_settings(&services, &s3.endpoint, &backup_dir))
+        .await
+        .unwrap();
+    let report = backup::reupload(&storage).await;
+    assert_eq!((report.logs_moved, report.failures), (1, 0), "{report:?}");
+    assert!(files_under(&backup_dir).is_empty());
+    let objects = s3.objects(BUCKET).await.unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        objects[0].0,
+        format!("logs/fin2/{}/worker.log.gz", run2.log_id)
+    );
+    assert_eq!(gunzip(&objects[0].1), "worker says hi\n");
+    assert_eq!(
+        janitor_runner::storage::gcs::gzip_mtime(&objects[0].1),
+        Some(1_580_638_230)
+    );
 }

@@ -9,7 +9,7 @@ use janitor_harness::testing::{self, TestRunner};
 use janitor_runner::clock::{Clock, ManualClock};
 use janitor_runner::types::{ActiveRun, Backchannel};
 use janitor_runner::{state, watchdog};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
 
 fn active_run(queue_id: i32, codebase: &str, clock: &ManualClock, bc: Backchannel) -> ActiveRun {
@@ -40,14 +40,15 @@ async fn silent_and_vanished_runs_are_aborted_and_stored() {
     let mut conn = PgConnection::connect(&t.services.db.url)
         .await
         .expect("connect");
-    conn.execute(
-        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
-         INSERT INTO codebase (name, vcs_type) VALUES ('silent', 'git'), ('moved', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) VALUES \
-         ('silent', 'fix', 'true', 'default'), ('moved', 'fix', 'true', 'default')",
-    )
-    .await
-    .expect("seed");
+    testing::seed::worker(&mut conn, "w1", "pw1")
+        .await
+        .expect("seed");
+    // Queue items 1 and 2, the ids the runs below are of.
+    for codebase in ["silent", "moved"] {
+        testing::seed::queued(&mut conn, codebase, "fix", "true")
+            .await
+            .expect("seed");
+    }
 
     // The fake worker's /log-id answers `unknown`: it moved on to another run.
     let worker = FakeWorker::start().await.expect("fake worker");

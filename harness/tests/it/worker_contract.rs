@@ -211,7 +211,7 @@ impl Contract {
             runner,
             db,
             redis_url,
-            client: janitor_runner::tls::http_client(),
+            client: janitor_harness::testing::http_client(),
             queue_id,
         }
     }

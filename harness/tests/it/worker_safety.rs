@@ -4,7 +4,7 @@
 //! sent as the worker sends them.
 
 use chrono::TimeDelta;
-use janitor_harness::testing::{finish_body, Messages, TestRunner};
+use janitor_harness::testing::{finish_body, seed, Messages, TestRunner};
 use janitor_runner::clock::ManualClock;
 use janitor_runner::types::{ActiveRun, Backchannel};
 use janitor_runner::{state, watchdog};
@@ -361,10 +361,7 @@ async fn a_backchannel_redirect_is_not_followed() {
 async fn another_worker_cannot_finish_the_run() {
     let t = start(None).await;
     let run = t.queue_and_register("owned", "fix", "true").await.unwrap();
-    sqlx::query("INSERT INTO worker (name, password) VALUES ('w2', crypt('pw2', '$1$goldsal3'))")
-        .execute(&mut db(&t).await)
-        .await
-        .unwrap();
+    seed::worker(&mut db(&t).await, "w2", "pw2").await.unwrap();
     let url = t.public(&format!("/runner/active-runs/{}/finish", run.log_id));
     let (status, body) = finish(&t, url.clone(), Some(("w2", "pw2")), b"theirs\n").await;
     assert_eq!(status, 403, "{body}");
@@ -446,14 +443,10 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
     )
     .unwrap();
     let mut conn = PgConnection::connect(&services.db.url).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3')); \
-         INSERT INTO codebase (name, vcs_type) VALUES ('logged', 'git'); \
-         INSERT INTO queue (codebase, suite, command, bucket) VALUES ('logged', 'fix', 'true', 'default')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    seed::worker(&mut conn, "w1", "pw1").await.unwrap();
+    seed::queued(&mut conn, "logged", "fix", "true")
+        .await
+        .unwrap();
     let log_path = dir.path().join("stderr.log");
     let mut child = std::process::Command::new(janitor_harness::testing::runner_binary())
         .args([
@@ -486,7 +479,7 @@ async fn a_run_cycle_is_logged_at_info_without_escape_codes() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    let http = janitor_runner::tls::http_client();
+    let http = janitor_harness::testing::http_client();
     let a = http
         .post(format!("http://{admin}/active-runs"))
         .json(&json!({"worker": "w1"}))

@@ -56,17 +56,7 @@ pub(super) async fn build_assignment(
 
     state::update(&app.runs, &run).await?;
 
-    let (cached_url, target_url) = match vcs_type.as_deref().and_then(|t| manager_for(managers, t))
-    {
-        None => (None, None),
-        Some(m) => (
-            Some(m.branch_url(&item.codebase, &cache_branch_name(&builder)?)),
-            Some(
-                m.repository_url(&item.codebase)
-                    .map_err(anyhow::Error::from)?,
-            ),
-        ),
-    };
+    let (cached_url, target_url) = store_urls(managers, vcs_type.as_deref(), &item, &builder)?;
 
     let (env, command) = worker_env(app, &environment, &run.command)?;
 
@@ -74,23 +64,7 @@ pub(super) async fn build_assignment(
         id: run.log_id.clone(),
         description: format!("{} on {}", item.campaign, item.codebase),
         queue_id: run.queue_id,
-        branch: BranchSection {
-            default_empty: campaign.default_empty,
-            url: run
-                .vcs_info
-                .get("branch_url")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            subpath: run
-                .vcs_info
-                .get("subpath")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            vcs_type: db_vcs_type.clone(),
-            cached_url,
-            additional_colocated_branches: colocated,
-        },
+        branch: branch_section(&run, campaign, db_vcs_type.clone(), cached_url, colocated),
         resume,
         build: BuildSection {
             target: builder.kind(),
@@ -116,6 +90,43 @@ pub(super) async fn build_assignment(
         state::unclaim_run(&app.runs, &run).await?;
     }
     Ok(assignment)
+}
+
+/// `cached_url` and `target_repository.url`: the codebase in the public VCS
+/// store of the branch's type, when there is one (§4.6).
+fn store_urls(
+    managers: &[(String, VcsManager)],
+    vcs_type: Option<&str>,
+    item: &db::queue::NextItem,
+    builder: &Builder<'_>,
+) -> Result<(Option<String>, Option<String>), AssignError> {
+    let Some(m) = vcs_type.and_then(|t| manager_for(managers, t)) else {
+        return Ok((None, None));
+    };
+    let cached = m.branch_url(&item.codebase, &cache_branch_name(builder)?);
+    let target = m
+        .repository_url(&item.codebase)
+        .map_err(anyhow::Error::from)?;
+    Ok((Some(cached), Some(target)))
+}
+
+/// The assignment's `branch` section, from the run's VCS info (§4.6).
+fn branch_section(
+    run: &ActiveRun,
+    campaign: &crate::config::Campaign,
+    vcs_type: Option<String>,
+    cached_url: Option<String>,
+    colocated: Option<Vec<String>>,
+) -> BranchSection {
+    let info = |key: &str| run.vcs_info.get(key).and_then(Value::as_str);
+    BranchSection {
+        default_empty: campaign.default_empty,
+        url: info("branch_url").map(str::to_string),
+        subpath: info("subpath").unwrap_or_default().to_string(),
+        vcs_type,
+        cached_url,
+        additional_colocated_branches: colocated,
+    }
 }
 
 /// What opening the codebase's branch gave (§4.3).
@@ -172,7 +183,8 @@ async fn open_branch(
     });
     let mut resume_branch = None;
     if !refresh {
-        let names = crate::forge::candidate_names(campaign.branch_name.as_deref(), &item.codebase);
+        let names =
+            crate::vcs::forge::candidate_names(campaign.branch_name.as_deref(), &item.codebase);
         match opener.forge_resume(&branch, &names).await? {
             vcs::ForgeResume::None => {}
             vcs::ForgeResume::Found(b) => resume_branch = Some(b),

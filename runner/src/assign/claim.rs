@@ -66,14 +66,67 @@ pub async fn next_item(
     req: &Request,
 ) -> Result<Assignment, AssignError> {
     let mut conn = app.db.acquire().await?;
-    let (item, campaign, run) = claim_next(app, req, &mut conn).await?;
-    let claimed = run.clone();
+    let (item, campaign, pending) = claim_next(app, req, &mut conn).await?;
+    let run = pending.run().clone();
     match build_assignment(app, opener, mode, conn, item, campaign, run).await {
         Err(AssignError::Internal(e)) => {
-            release_failed_claim(app, &claimed).await;
+            release_failed_claim(app, pending.run()).await;
+            pending.settle();
             Err(AssignError::Internal(e))
         }
-        other => other,
+        other => {
+            pending.settle();
+            other
+        }
+    }
+}
+
+/// A claim no worker has been told about yet. Dropped without
+/// [`PendingClaim::settle`] (the request was cancelled: the worker hung up
+/// mid-assignment, or its HTTP client timed out), the claim is released in
+/// the background as after a failed claim call; otherwise the item would
+/// stay blocked until the watchdog gives up on a run nobody has.
+pub(super) struct PendingClaim<'a> {
+    app: &'a Arc<App>,
+    run: Option<ActiveRun>,
+    announced: bool,
+}
+
+impl<'a> PendingClaim<'a> {
+    /// Armed before the claim call is sent: a call cancelled in flight may
+    /// still have run.
+    fn new(app: &'a Arc<App>, run: ActiveRun) -> Self {
+        PendingClaim {
+            app,
+            run: Some(run),
+            announced: false,
+        }
+    }
+
+    pub(super) fn run(&self) -> &ActiveRun {
+        self.run
+            .as_ref()
+            .expect("a pending claim holds its run until settled")
+    }
+
+    /// Whoever holds the claim now is responsible for it (the assignment was
+    /// answered, or the claim lost, withdrawn, stored or released).
+    fn settle(mut self) {
+        self.run = None;
+    }
+}
+
+impl Drop for PendingClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            // Dropped outside a runtime (a process exiting): nothing can be
+            // sent; the watchdog frees the item, as before this guard.
+            if tokio::runtime::Handle::try_current().is_err() {
+                return;
+            }
+            tracing::warn!(run_id = %run.log_id, queue_id = run.queue_id, "assignment abandoned after its claim; releasing the claim");
+            forget_claim_later(self.app, &run, self.announced);
+        }
     }
 }
 
@@ -106,7 +159,7 @@ pub(super) const FORGET_CLAIM_FOR: std::time::Duration = std::time::Duration::fr
 /// item stays blocked until the watchdog gives up on a run nobody has.
 pub(super) fn forget_claim_later(app: &Arc<App>, run: &ActiveRun, announced: bool) {
     let (app2, run) = (app.clone(), run.clone());
-    app.background.spawn(async move {
+    app.background.spawn_unlimited(async move {
         let started = tokio::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(100);
         let mut succeeded = false;
@@ -135,6 +188,79 @@ pub(super) fn forget_claim_later(app: &Arc<App>, run: &ActiveRun, announced: boo
     });
 }
 
+/// Where an assignment's candidates come from.
+enum Source {
+    /// Unfiltered requests share selections (see [`select`]).
+    Shared(Shared),
+    /// A request for one codebase or campaign selects on its own: candidates
+    /// in queue order, a few at a time; one that loses a claim tries the
+    /// next candidate instead of querying again.
+    Own {
+        assigned: Vec<i32>,
+        exclude_hosts: Vec<String>,
+        batch: std::collections::VecDeque<db::queue::NextItem>,
+    },
+}
+
+impl Source {
+    async fn start(app: &App, req: &Request) -> Result<Source, AssignError> {
+        let filtered = |f: &Option<String>| f.as_deref().is_some_and(|f| !f.is_empty());
+        if !filtered(&req.codebase) && !filtered(&req.campaign) {
+            return Ok(Source::Shared(Shared::new(&app.selection)));
+        }
+        let (claimed, limits) = state::selection_inputs(&app.runs).await?;
+        Ok(Source::Own {
+            assigned: claimed
+                .into_iter()
+                .filter_map(|k| i32::try_from(k).ok())
+                .collect(),
+            exclude_hosts: excluded_hosts(app, limits),
+            batch: Default::default(),
+        })
+    }
+
+    async fn next(
+        &mut self,
+        app: &App,
+        req: &Request,
+        conn: &mut sqlx::PgConnection,
+        aborted: &[(String, String, Option<String>)],
+    ) -> Result<Option<db::queue::NextItem>, AssignError> {
+        let skip = |c: &db::queue::NextItem| {
+            aborted.iter().any(|(cb, camp, cs)| {
+                *cb == c.codebase && *camp == c.campaign && *cs == c.change_set
+            })
+        };
+        match self {
+            Source::Shared(shared) => shared.take(app, conn, skip, aborted.len()).await,
+            Source::Own {
+                assigned,
+                exclude_hosts,
+                batch,
+            } => {
+                if batch.is_empty() {
+                    let filter = db::queue::NextItemFilter {
+                        codebase: req.codebase.as_deref(),
+                        campaign: req.campaign.as_deref(),
+                        exclude_hosts,
+                        assigned,
+                    };
+                    let found = db::queue::next_items(conn, &filter, SELECTION_BATCH).await?;
+                    batch.extend(found.into_iter().filter(|c| !skip(c)));
+                }
+                Ok(batch.pop_front())
+            }
+        }
+    }
+
+    /// This request will not take `id` (lost, stale or aborted).
+    fn passed(&mut self, id: i32) {
+        if let Source::Own { assigned, .. } = self {
+            assigned.push(id);
+        }
+    }
+}
+
 /// Select queue items in order and claim the first one that can be
 /// assigned (§4.1–§4.2): items of unknown campaigns or without a VCS URL
 /// are aborted on the way.
@@ -142,28 +268,22 @@ pub(super) async fn claim_next<'a>(
     app: &'a Arc<App>,
     req: &Request,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
-) -> Result<(db::queue::NextItem, &'a crate::config::Campaign, ActiveRun), AssignError> {
-    let (claimed, limits) = state::selection_inputs(&app.runs).await?;
-    let exclude_hosts = excluded_hosts(app, limits);
-    let mut assigned: Vec<i32> = claimed
-        .into_iter()
-        .filter_map(|k| i32::try_from(k).ok())
-        .collect();
-    // Candidates in queue order, fetched a few at a time: concurrent assigns
-    // read the same head of the queue, and one that loses a claim tries the
-    // next candidate instead of querying again. The claim stays the arbiter.
-    let mut candidates = std::collections::VecDeque::new();
+) -> Result<
+    (
+        db::queue::NextItem,
+        &'a crate::config::Campaign,
+        PendingClaim<'a>,
+    ),
+    AssignError,
+> {
+    let mut source = Source::start(app, req).await?;
+    // Items this assignment aborted. Aborting reschedules in the background
+    // (a new queue row for the same codebase, campaign and change set):
+    // whether a later selection in this loop saw that row would depend on
+    // timing, so it never takes it; the next assignment does.
+    let mut aborted: Vec<(String, String, Option<String>)> = Vec::new();
     loop {
-        if candidates.is_empty() {
-            let filter = db::queue::NextItemFilter {
-                codebase: req.codebase.as_deref(),
-                campaign: req.campaign.as_deref(),
-                exclude_hosts: &exclude_hosts,
-                assigned: &assigned,
-            };
-            candidates.extend(db::queue::next_items(conn, &filter, SELECTION_BATCH).await?);
-        }
-        let Some(item) = candidates.pop_front() else {
+        let Some(item) = source.next(app, req, conn, &aborted).await? else {
             app.metrics.queue_empty.inc();
             return Err(AssignError::QueueEmpty);
         };
@@ -186,40 +306,57 @@ pub(super) async fn claim_next<'a>(
             instigated_context: item.context.clone().map_or(Value::Null, Value::String),
             resume_from: None,
         };
-        match state::claim(&app.runs, &run).await {
+        let taken = matches!(source, Source::Shared(_))
+            .then(|| select::Taken::new(&app.selection, item.id));
+        let mut pending = PendingClaim::new(app, run);
+        let claimed = state::claim(&app.runs, pending.run()).await;
+        drop(taken);
+        match claimed {
             Ok(()) => {}
             Err(StateError::AlreadyClaimed(_)) => {
-                // Someone else won this item since we read the claims.
-                assigned.push(item.id);
+                // Someone else won this item since it was selected.
+                pending.settle();
+                source.passed(item.id);
                 continue;
             }
-            Err(e) => {
-                // The claim may have been recorded all the same.
-                forget_claim_later(app, &run, false);
-                return Err(e.into());
-            }
+            // The claim may have been recorded all the same: dropping the
+            // pending claim forgets it once Redis answers.
+            Err(e) => return Err(e.into()),
         }
-        match check_claimed(app, conn, &item, &run).await {
-            Ok(Claimed::Usable(campaign)) => return Ok((item, campaign, run)),
-            Ok(Claimed::Skipped) => assigned.push(item.id),
+        match check_claimed(app, conn, &item, pending.run()).await {
+            Ok(Claimed::Usable(campaign)) => {
+                pending.announced = true;
+                return Ok((item, campaign, pending));
+            }
+            Ok(Claimed::Skipped) => source.passed(item.id),
+            Ok(Claimed::Aborted) => {
+                source.passed(item.id);
+                aborted.push((item.codebase, item.campaign, item.change_set));
+            }
             Err(e) => {
-                release_failed_claim(app, &run).await;
+                release_failed_claim(app, pending.run()).await;
+                pending.settle();
                 return Err(e);
             }
         }
+        pending.settle();
     }
 }
 
 /// What became of a claimed item.
-pub(super) enum Claimed<'a> {
+#[derive(Debug)]
+pub enum Claimed<'a> {
     Usable(&'a crate::config::Campaign),
-    /// Withdrawn (stale claim) or aborted (unknown campaign, no VCS URL).
+    /// Withdrawn: the claim was stale.
     Skipped,
+    /// Aborted (unknown campaign, no VCS URL) and stored as a failed run.
+    Aborted,
 }
 
 /// The checks between the claim and the assignment; an error here leaves
-/// the claim for the caller to release.
-pub(super) async fn check_claimed<'a>(
+/// the claim for the caller to release. Public so the claim-race test
+/// drives this step itself, not a copy of it.
+pub async fn check_claimed<'a>(
     app: &'a Arc<App>,
     conn: &mut sqlx::PgConnection,
     item: &db::queue::NextItem,
@@ -237,11 +374,11 @@ pub(super) async fn check_claimed<'a>(
         tracing::warn!(campaign = %item.campaign, "unknown campaign");
         let description = format!("Campaign {} unknown", item.campaign);
         abort(app, run, "unknown-campaign", &description).await?;
-        return Ok(Claimed::Skipped);
+        return Ok(Claimed::Aborted);
     };
     if !campaign.default_empty && !run.vcs_info.contains_key("branch_url") {
         abort(app, run, "not-in-vcs", "No VCS URL known for codebase.").await?;
-        return Ok(Claimed::Skipped);
+        return Ok(Claimed::Aborted);
     }
     Ok(Claimed::Usable(campaign))
 }

@@ -19,15 +19,18 @@ mod build;
 mod build_config;
 mod claim;
 mod request;
+mod select;
 mod wire;
 
 pub use crate::py::shlex::{shlex_quote, shlex_split, splitout_env};
 use build::*;
 pub use build_config::committer_env;
 use build_config::*;
-pub use claim::next_item;
 use claim::*;
+pub use claim::{check_claimed, next_item, Claimed};
 pub use request::parse_backchannel;
+pub use select::SelectionPool;
+use select::Shared;
 pub use wire::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! The `queue` table and the `queue_positions` view (runner-internals.md §3, §8.1).
 
+use super::enums::QueueBucket;
 use chrono::TimeDelta;
 use sqlx::postgres::types::PgInterval;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// One row of `GET /queue`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -53,10 +54,10 @@ pub struct NewItem<'a> {
     pub campaign: &'a str,
     pub command: &'a str,
     pub change_set: Option<&'a str>,
-    /// Added to the smallest priority in the queue; bound as bigint, so
-    /// truncated toward zero as asyncpg does.
-    pub offset: f64,
-    pub bucket: &'a str,
+    /// Added to the smallest priority in the queue (a bigint parameter,
+    /// already an int as asyncpg makes it).
+    pub offset: i64,
+    pub bucket: QueueBucket,
     pub context: Option<&'a str>,
     pub estimated_duration: Option<TimeDelta>,
     /// NULL when the request said `"refresh": null`.
@@ -67,11 +68,11 @@ pub struct NewItem<'a> {
 /// Insert or update the queue row of (codebase, campaign, change set);
 /// returns its id and the bucket it ended in. An existing row in a more
 /// urgent bucket is left alone.
-pub async fn add(conn: &mut PgConnection, item: &NewItem<'_>) -> sqlx::Result<(i32, String)> {
-    let row: Option<(i32, String)> = sqlx::query_as(
+pub async fn add(conn: &mut PgConnection, item: &NewItem<'_>) -> sqlx::Result<(i32, QueueBucket)> {
+    let row: Option<(i32, QueueBucket)> = sqlx::query_as(
         "INSERT INTO queue (command, priority, bucket, context, estimated_duration, suite, \
          refresh, requester, change_set, codebase) \
-         VALUES ($1, (SELECT COALESCE(MIN(priority), 0) FROM queue) + $2, $3::queue_bucket, \
+         VALUES ($1, (SELECT COALESCE(MIN(priority), 0) FROM queue) + $2, $3, \
          $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (codebase, suite, coalesce(change_set, ''::text)) DO UPDATE SET \
          context = EXCLUDED.context, priority = EXCLUDED.priority, bucket = EXCLUDED.bucket, \
@@ -80,10 +81,10 @@ pub async fn add(conn: &mut PgConnection, item: &NewItem<'_>) -> sqlx::Result<(i
          codebase = EXCLUDED.codebase \
          WHERE queue.bucket >= EXCLUDED.bucket OR \
          (queue.bucket = EXCLUDED.bucket AND queue.priority >= EXCLUDED.priority) \
-         RETURNING id, bucket::text",
+         RETURNING id, bucket",
     )
     .bind(item.command)
-    .bind(item.offset.trunc() as i64)
+    .bind(item.offset)
     .bind(item.bucket)
     .bind(item.context)
     .bind(item.estimated_duration.map(super::interval::from_timedelta))
@@ -98,7 +99,7 @@ pub async fn add(conn: &mut PgConnection, item: &NewItem<'_>) -> sqlx::Result<(i
         return Ok(row);
     }
     sqlx::query_as(
-        "SELECT id, bucket::text FROM queue WHERE codebase = $1 AND suite = $2 \
+        "SELECT id, bucket FROM queue WHERE codebase = $1 AND suite = $2 \
          AND coalesce(change_set, '') = $3",
     )
     .bind(item.codebase)
@@ -168,7 +169,7 @@ pub async fn next_items(
     filter: &NextItemFilter<'_>,
     limit: i64,
 ) -> sqlx::Result<Vec<NextItem>> {
-    let mut sql = String::from(
+    let mut q = QueryBuilder::<Postgres>::new(
         "SELECT queue.id AS id, queue.command AS command, queue.context AS context, \
          queue.estimated_duration AS estimated_duration, queue.suite::text AS campaign, \
          queue.refresh AS refresh, queue.requester AS requester, \
@@ -177,49 +178,36 @@ pub async fn next_items(
          codebase.subpath AS subpath \
          FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase",
     );
-    let mut conditions: Vec<String> = Vec::new();
-    let mut n = 0;
+    let mut clause = " WHERE ";
+    let mut next = |q: &mut QueryBuilder<'_, Postgres>| {
+        q.push(std::mem::replace(&mut clause, " AND "));
+    };
     if !filter.assigned.is_empty() {
-        n += 1;
-        conditions.push(format!("NOT (queue.id = ANY(${n}::int[]))"));
-    }
-    if filter.codebase.is_some_and(|c| !c.is_empty()) {
-        n += 1;
-        conditions.push(format!("queue.codebase = ${n}"));
-    }
-    if filter.campaign.is_some_and(|c| !c.is_empty()) {
-        n += 1;
-        conditions.push(format!("queue.suite = ${n}"));
-    }
-    if !filter.exclude_hosts.is_empty() {
-        n += 1;
-        conditions.push(format!(
-            "NOT (codebase.branch_url IS NOT NULL AND \
-             SUBSTRING(codebase.branch_url from '.*://(?:[^/@]*@)?([^/]*)') = ANY(${n}::text[]))"
-        ));
-    }
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
-    }
-    n += 1;
-    sql.push_str(&format!(
-        " ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ${n}"
-    ));
-    let mut q = sqlx::query_as::<_, NextItem>(&sql);
-    if !filter.assigned.is_empty() {
-        q = q.bind(filter.assigned);
+        next(&mut q);
+        q.push("NOT (queue.id = ANY(")
+            .push_bind(filter.assigned)
+            .push("::int[]))");
     }
     if let Some(c) = filter.codebase.filter(|c| !c.is_empty()) {
-        q = q.bind(c);
+        next(&mut q);
+        q.push("queue.codebase = ").push_bind(c);
     }
     if let Some(c) = filter.campaign.filter(|c| !c.is_empty()) {
-        q = q.bind(c);
+        next(&mut q);
+        q.push("queue.suite = ").push_bind(c);
     }
     if !filter.exclude_hosts.is_empty() {
-        q = q.bind(filter.exclude_hosts);
+        next(&mut q);
+        q.push(
+            "NOT (codebase.branch_url IS NOT NULL AND \
+             SUBSTRING(codebase.branch_url from '.*://(?:[^/@]*@)?([^/]*)') = ANY(",
+        )
+        .push_bind(filter.exclude_hosts)
+        .push("::text[]))");
     }
-    q.bind(limit).fetch_all(conn).await
+    q.push(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ")
+        .push_bind(limit);
+    q.build_query_as::<NextItem>().fetch_all(conn).await
 }
 
 /// Is the queue item still there? A claim won after a finish released it

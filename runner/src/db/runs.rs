@@ -1,16 +1,17 @@
 //! The `run` table: reading runs, their publish status, and the history the
 //! scheduler estimates from.
 
+use super::enums::PublishStatus;
 use chrono::NaiveDateTime;
 use sqlx::postgres::types::PgInterval;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// `(codebase, campaign, publish_status)` of a run.
 pub async fn publish_info(
     conn: &mut PgConnection,
     run_id: &str,
-) -> sqlx::Result<Option<(String, String, String)>> {
-    sqlx::query_as("SELECT codebase, suite::text, publish_status::text FROM run WHERE id = $1")
+) -> sqlx::Result<Option<(String, String, PublishStatus)>> {
+    sqlx::query_as("SELECT codebase, suite::text, publish_status FROM run WHERE id = $1")
         .bind(run_id)
         .fetch_optional(conn)
         .await
@@ -21,10 +22,10 @@ pub async fn publish_info(
 pub async fn set_publish_status(
     conn: &mut PgConnection,
     run_id: &str,
-    publish_status: &str,
+    publish_status: PublishStatus,
 ) -> sqlx::Result<Option<(String, String)>> {
     sqlx::query_as(
-        "UPDATE run SET publish_status = $2::publish_status WHERE id = $1 \
+        "UPDATE run SET publish_status = $2 WHERE id = $1 \
          RETURNING codebase, suite::text",
     )
     .bind(run_id)
@@ -62,26 +63,17 @@ pub async fn average_duration(
     codebase: Option<&str>,
     campaign: Option<&str>,
 ) -> sqlx::Result<Option<PgInterval>> {
-    let mut sql = String::from(
+    let mut q = QueryBuilder::<Postgres>::new(
         "SELECT AVG(finish_time - start_time) FROM run WHERE failure_transient is not True",
     );
-    let mut n = 0;
-    if codebase.is_some() {
-        n += 1;
-        sql.push_str(&format!(" AND codebase = ${n}"));
-    }
-    if campaign.is_some() {
-        n += 1;
-        sql.push_str(&format!(" AND suite = ${n}"));
-    }
-    let mut q = sqlx::query_as::<_, (Option<PgInterval>,)>(&sql);
     if let Some(c) = codebase {
-        q = q.bind(c);
+        q.push(" AND codebase = ").push_bind(c);
     }
     if let Some(c) = campaign {
-        q = q.bind(c);
+        q.push(" AND suite = ").push_bind(c);
     }
-    Ok(q.fetch_one(conn).await?.0)
+    let (avg,): (Option<PgInterval>,) = q.build_query_as().fetch_one(conn).await?;
+    Ok(avg)
 }
 
 /// A past run as the success estimator sees it.

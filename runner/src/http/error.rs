@@ -15,9 +15,23 @@ pub enum ApiError {
     /// A JSON `{"reason": ...}` answer: how the runner reports bad input (rule book §2).
     #[error("{status}: {reason}")]
     Reason { status: StatusCode, reason: String },
+    /// No valid worker login: upstream's 401 with its Basic challenge,
+    /// whatever was wrong with the credentials.
+    #[error("worker login required")]
+    LoginRequired,
     /// Anything unexpected: logged, answered with aiohttp's 500 page.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            // The database failing is not the worker's fault (503 or 500).
+            crate::auth::AuthError::Db(e) => e.into(),
+            _ => ApiError::LoginRequired,
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -96,6 +110,14 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Text { status, text } => text_response(status, text),
             ApiError::Reason { status, reason } => reason_response(status, &reason),
+            ApiError::LoginRequired => {
+                let mut resp = text_response(StatusCode::UNAUTHORIZED, "worker login required");
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic Realm=\"Janitor\""),
+                );
+                resp
+            }
             ApiError::Internal(err) => match crate::dependency::unavailable(&err) {
                 // Not the request's fault and worth retrying (the worker
                 // retries 5xx): a clear 503, not the 500 page.

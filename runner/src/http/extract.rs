@@ -1,13 +1,57 @@
-//! Request-body helpers. Python's handlers decode the raw body as JSON
-//! whatever the content type says; a body that is not JSON (a 500 upstream)
-//! is a 400 `{"reason": ...}` here (divergence-policy §2).
+//! What every route takes from a request, each with its rejection mapped
+//! through [`ApiError`]: the worker login, the `{run_id}` path segment, the
+//! JSON body. Python's handlers decode the raw body as JSON whatever the
+//! content type says; a body that is not JSON (a 500 upstream) is a 400
+//! `{"reason": ...}` here (divergence-policy §2).
 
 use super::ApiError;
+use crate::app::App;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+
+/// The worker a public request is made by: its Basic login, checked against
+/// the `worker` table; any credential problem is [`ApiError::LoginRequired`].
+/// A function rather than an extractor because upstream checks the login
+/// after other things (the assign parses its body first, the finish looks
+/// its run up first), and extractors run before the handler.
+pub async fn require_worker(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    // A value that is not visible ASCII cannot be Basic credentials.
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    Ok(crate::auth::check_worker(&app.db, value).await?)
+}
+
+/// The `{run_id}` segment of a run's route. Every such route takes it with
+/// this, so a segment that is not UTF-8 is refused the same way everywhere.
+#[derive(Debug, Clone)]
+pub struct RunId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            run_id: String,
+        }
+        let Path(p) = Path::<Params>::from_request_parts(parts, state)
+            .await
+            .map_err(path_rejection)?;
+        Ok(RunId(p.run_id))
+    }
+}
+
+/// How a path that does not deserialize is answered.
+pub fn path_rejection(e: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("invalid path: {}", e.body_text()))
+}
 
 /// Parse a request body as JSON, or explain why it is not. A string no
 /// PostgreSQL text column can hold (a NUL character) is refused here, once
@@ -27,11 +71,74 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
 pub fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     match json_body(body)? {
         Value::Object(m) => Ok(m),
-        other => Err(ApiError::bad_request(format!(
-            "expected a JSON object, got {}",
-            kind(&other)
-        ))),
+        other => Err(not_an_object(&other)),
     }
+}
+
+fn not_an_object(v: &Value) -> ApiError {
+    ApiError::bad_request(format!("expected a JSON object, got {}", kind(v)))
+}
+
+/// [`typed`] for a parsed body that must be a JSON object, for a handler
+/// that checks something else between parsing and typing (upstream's order).
+pub fn typed_object<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    match v {
+        Value::Object(_) => typed(v),
+        other => Err(not_an_object(&other)),
+    }
+}
+
+/// A JSON object body as a typed request: parsed and NUL-checked as
+/// [`json_object`] does, then deserialized into `T`, whose
+/// `deserialize_with` helpers hold the Python quirks and word their own
+/// refusals (upstream's checks' texts, pinned by the goldens). Parsing into
+/// a `Value` first keeps Python's handling of a repeated key (the last one
+/// wins). The rejection is the one [`ApiError`].
+pub struct JsonObject<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonObject<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // A body that cannot be read (past axum's size limit) is answered
+        // as the `Bytes` extractor answers it.
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::Text {
+                status: e.status(),
+                text: e.body_text(),
+            })?;
+        typed(Value::Object(json_object(&body)?)).map(JsonObject)
+    }
+}
+
+/// `T` from a parsed body. A missing field is worded as the hand-written
+/// checks word it; a helper's refusal is used as it stands (it names its
+/// field); serde's own refusals get the field's path.
+pub fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            return ApiError::bad_request(format!("missing field {field:?}"));
+        }
+        const SERDE_OWN: [&str; 6] = [
+            "invalid type: ",
+            "invalid value: ",
+            "invalid length ",
+            "unknown variant ",
+            "unknown field ",
+            "duplicate field ",
+        ];
+        if SERDE_OWN.iter().any(|p| msg.starts_with(p)) {
+            ApiError::bad_request(format!("field {path}: {msg}"))
+        } else {
+            ApiError::bad_request(msg)
+        }
+    })
 }
 
 /// Middleware of both apps: a NUL character in the path or the query (as

@@ -9,8 +9,11 @@
 //!   `/` is not escaped;
 //! - floats as Python's `repr` (`15.0`, `1e+16`, `1.5e-07`); non-finite
 //!   ones, which Python writes `NaN`/`Infinity`, become `null` (serde_json
-//!   decides that before the formatter): no input can produce one, since
-//!   JSON parsing refuses them and the runner computes none;
+//!   decides that before the formatter). Python's `json.loads` does accept
+//!   `NaN`, `Infinity`, `-Infinity` (and `1e400` as infinity) in a request;
+//!   the runner refuses such a body with a 400 instead (serde_json cannot
+//!   parse them: a known difference from Python), and computes none itself,
+//!   so no request makes one reach here;
 //! - object members in the order the value serializes them.
 //!
 //! Key order: [`to_string`]/[`to_vec`] keep whatever order `Serialize`
@@ -357,7 +360,8 @@ mod tests {
 
     #[test]
     fn non_finite_floats_are_null() {
-        // Python writes NaN/Infinity; no input reaches here with one.
+        // Python writes NaN/Infinity; requests holding them are refused
+        // with a 400 before anything is serialised.
         assert_eq!(
             to_string(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
             "[null, null, null]"

@@ -80,40 +80,77 @@ impl StatusInputs<'_> {
         Some(Value::Object(m))
     }
 
+    /// `py::json::to_string(&self.keepalive_keys(id))` without its opening
+    /// brace, written straight into `out` (this runs once per active run
+    /// per publication).
+    fn push_keepalive_tail(&self, id: &str, out: &mut String) {
+        let Some(t) = self.keepalives.get(id) else {
+            out.push_str("\"keepalive_age\": null, \"last-keepalive\": null, \"mia\": null}");
+            return;
+        };
+        out.push_str("\"last-keepalive\": \"");
+        push_isoformat_seconds(t, out);
+        out.push_str("\", \"keepalive_age\": ");
+        let age = seconds_between(&self.now, t);
+        match (self.now - *t).num_microseconds() {
+            Some(us) if us == 0 || (100..1_000_000_000_000_000).contains(&us.unsigned_abs()) => {
+                push_micros_as_seconds(us, out)
+            }
+            _ => out.push_str(&crate::py::json::float_repr(age)),
+        }
+        out.push_str(if age > self.timeout_secs {
+            ", \"mia\": true}"
+        } else {
+            ", \"mia\": false}"
+        });
+    }
+
     /// [`Self::processing_entry`] as Python-JSON text, without re-serialising
     /// the stored run: the keepalive keys are spliced before its closing
     /// brace. Anything unusual (escapes, keys that would collide, duplicate
     /// ids) takes the value path, so the text is always what
     /// `py::json::to_string(&processing_entry(raw))` gives for runs the runner
-    /// wrote itself.
-    fn processing_text(&self, raw: &str, out: &mut String) -> bool {
+    /// wrote itself. `cache` remembers the texts already checked, so a run
+    /// is parsed once, not at every publication.
+    fn processing_text(
+        &self,
+        key: &str,
+        raw: &str,
+        out: &mut String,
+        cache: &mut SpliceCache,
+    ) -> bool {
         let body = raw.trim();
-        let plain = body.starts_with('{')
-            && body.ends_with('}')
-            && !body.contains('\\')
-            && !["\"last-keepalive\"", "\"keepalive_age\"", "\"mia\""]
-                .iter()
-                .any(|k| body.contains(k));
-        let head = plain
-            .then(|| serde_json::from_str::<RunId>(body).ok())
-            .flatten();
-        let Some(head) = head else {
-            return match self.processing_entry(raw) {
-                Some(v) => {
-                    out.push_str(&crate::py::json::to_string(&v));
-                    true
-                }
-                None => false,
-            };
+        let id = match cache.checked(key, raw) {
+            Some(id) => id,
+            None => {
+                let plain = body.starts_with('{')
+                    && body.ends_with('}')
+                    && !body.contains('\\')
+                    && !["\"last-keepalive\"", "\"keepalive_age\"", "\"mia\""]
+                        .iter()
+                        .any(|k| body.contains(k));
+                let head = plain
+                    .then(|| serde_json::from_str::<RunId>(body).ok())
+                    .flatten();
+                let Some(head) = head else {
+                    return match self.processing_entry(raw) {
+                        Some(v) => {
+                            out.push_str(&crate::py::json::to_string(&v));
+                            true
+                        }
+                        None => false,
+                    };
+                };
+                let id = head.id.as_ref().and_then(Value::as_str).unwrap_or_default();
+                cache.remember(key, raw, id)
+            }
         };
-        let id = head.id.as_ref().and_then(Value::as_str).unwrap_or_default();
-        let tail = crate::py::json::to_string(&self.keepalive_keys(id));
         let open = body[..body.len() - 1].trim_end();
         out.push_str(open);
         if open != "{" {
             out.push_str(", ");
         }
-        out.push_str(&tail[1..]);
+        self.push_keepalive_tail(&id, out);
         true
     }
 
@@ -151,25 +188,99 @@ impl StatusInputs<'_> {
 
     /// `py::json::to_string(&self.document())`, built from the stored texts.
     pub fn document_text(&self) -> String {
+        self.document_text_with(&mut SpliceCache::default())
+    }
+
+    /// [`Self::document_text`], with the runs checked by earlier documents.
+    pub(super) fn document_text_with(&self, cache: &mut SpliceCache) -> String {
         let rest = crate::py::json::to_string(&self.limits_and_hosts());
         let size: usize = self.runs.iter().map(|(_, r)| r.len() + 96).sum();
         let mut out = String::with_capacity(size + rest.len() + 32);
         out.push_str("{\"processing\": [");
         let mut first = true;
-        for (_, raw) in &self.runs {
+        for (key, raw) in &self.runs {
             let mark = out.len();
             if !first {
                 out.push_str(", ");
             }
-            if self.processing_text(raw, &mut out) {
+            if self.processing_text(key, raw, &mut out, cache) {
                 first = false;
             } else {
                 out.truncate(mark);
             }
         }
+        cache.finish_document();
         out.push_str("], ");
         out.push_str(&rest[1..]);
         out
+    }
+}
+
+/// Stored runs whose text was checked and whose id was read, by hash field:
+/// an unchanged text (compared byte for byte) is not parsed again. Only the
+/// runs of the last document are kept.
+#[derive(Debug, Default)]
+pub struct SpliceCache {
+    last: HashMap<String, (String, String)>,
+    current: HashMap<String, (String, String)>,
+}
+
+impl SpliceCache {
+    /// The id of `raw` if it was checked before under `key`.
+    fn checked(&mut self, key: &str, raw: &str) -> Option<String> {
+        let (k, entry) = self.last.remove_entry(key)?;
+        if entry.0 != raw {
+            return None;
+        }
+        let id = entry.1.clone();
+        self.current.insert(k, entry);
+        Some(id)
+    }
+
+    fn remember(&mut self, key: &str, raw: &str, id: &str) -> String {
+        self.current
+            .insert(key.to_string(), (raw.to_string(), id.to_string()));
+        id.to_string()
+    }
+
+    fn finish_document(&mut self) {
+        self.last = std::mem::take(&mut self.current);
+    }
+}
+
+/// `isoformat(timespec="seconds")` into `out`.
+fn push_isoformat_seconds(t: &NaiveDateTime, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    if (1..=9999).contains(&t.year()) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    } else {
+        out.push_str(&isoformat_seconds(t));
+    }
+}
+
+/// Python's `repr(us / 1e6)` for `us == 0` or `1e-4 <= |us / 1e6| < 1e9`:
+/// there the shortest round-trip digits are the exact decimal (distinct
+/// microsecond values are further apart than a float's spacing), in fixed
+/// notation.
+fn push_micros_as_seconds(us: i64, out: &mut String) {
+    use std::fmt::Write;
+    let sign = if us < 0 { "-" } else { "" };
+    let (int, frac) = (us.unsigned_abs() / 1_000_000, us.unsigned_abs() % 1_000_000);
+    if frac == 0 {
+        let _ = write!(out, "{sign}{int}.0");
+    } else {
+        let digits = format!("{frac:06}");
+        let _ = write!(out, "{sign}{int}.{}", digits.trim_end_matches('0'));
     }
 }
 
@@ -228,23 +339,118 @@ pub struct StatusPublisher {
     pub(super) requested: AtomicU64,
     /// Changes covered by the last completed publication.
     pub(super) published: AtomicU64,
-    pub(super) turn: tokio::sync::Mutex<()>,
+    /// Held while a publication is built; keeps the runs already checked.
+    pub(super) turn: tokio::sync::Mutex<SpliceCache>,
 }
 
 /// Publish the status document on `queue` (after a change to active runs).
 pub async fn publish_status(runs: &RunStore) -> Result<(), StateError> {
     let p = &runs.status;
     let mine = p.requested.fetch_add(1, Ordering::SeqCst) + 1;
-    let _turn = p.turn.lock().await;
+    let mut cache = p.turn.lock().await;
     if p.published.load(Ordering::SeqCst) >= mine {
         return Ok(());
     }
     // Every change announced up to here is visible in Redis already, so the
     // document read next covers it.
     let covers = p.requested.load(Ordering::SeqCst);
-    let text = status_inputs(runs).await?.document_text();
+    let text = status_inputs(runs).await?.document_text_with(&mut cache);
     let mut redis = runs.redis.clone();
     redis.publish::<_, _, ()>(QUEUE_CHANNEL, text).await?;
     p.published.store(covers, Ordering::SeqCst);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(now: NaiveDateTime, keepalive: Option<NaiveDateTime>) -> StatusInputs<'static> {
+        StatusInputs {
+            now,
+            timeout_secs: 3600.0,
+            runs: Vec::new(),
+            keepalives: keepalive
+                .map(|t| ("a".to_string(), t))
+                .into_iter()
+                .collect(),
+            limits: Vec::new(),
+            avoid_hosts: &[],
+        }
+    }
+
+    #[test]
+    fn the_written_keepalive_keys_are_the_serialised_ones() {
+        let now = parse_naive("2020-02-02T11:30:00.5").unwrap();
+        let offsets: [i64; 22] = [
+            0,
+            1,
+            50,
+            99,
+            100,
+            101,
+            1_500,
+            123_456,
+            1_000_000,
+            59_999_999,
+            3_600_000_000,
+            3_600_000_001,
+            86_400_000_007,
+            -1,
+            -99,
+            -100,
+            -123_456,
+            -3_600_000_000,
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+            10_000_000_000_000_000,
+            63_000_000_000_000_000,
+        ];
+        for us in offsets {
+            let Some(t) = now.checked_sub_signed(chrono::Duration::microseconds(us)) else {
+                continue;
+            };
+            let s = inputs(now, Some(t));
+            let mut out = String::new();
+            s.push_keepalive_tail("a", &mut out);
+            let expected = crate::py::json::to_string(&s.keepalive_keys("a"));
+            assert_eq!(out, expected[1..], "offset {us} µs");
+        }
+        let s = inputs(now, None);
+        let mut out = String::new();
+        s.push_keepalive_tail("a", &mut out);
+        assert_eq!(out, crate::py::json::to_string(&s.keepalive_keys("a"))[1..]);
+    }
+
+    #[test]
+    fn a_cached_document_is_the_uncached_one() {
+        let now = parse_naive("2020-02-02T11:30:00.5").unwrap();
+        let mut s = inputs(now, parse_naive("2020-02-02T11:00:00"));
+        s.runs = vec![
+            (
+                "a".into(),
+                r#"{"queue_id": 1, "id": "a", "command": "x"}"#.into(),
+            ),
+            ("b".into(), r#"{"queue_id": 2, "id": "b"}"#.into()),
+            ("c".into(), "not json".into()),
+            ("d".into(), r#"{"id": "d", "mia": 1}"#.into()),
+        ];
+        let mut cache = SpliceCache::default();
+        for _ in 0..2 {
+            assert_eq!(s.document_text_with(&mut cache), s.document_text());
+        }
+        // A run re-saved under the same field, one gone, one new.
+        s.runs[0].1 = r#"{"queue_id": 1, "id": "a", "command": "y"}"#.into();
+        s.runs.remove(1);
+        s.runs
+            .push(("e".into(), r#"{"queue_id": 5, "id": "e"}"#.into()));
+        let text = s.document_text_with(&mut cache);
+        assert_eq!(text, s.document_text());
+        assert!(text.contains(r#""command": "y""#), "{text}");
+        assert_eq!(
+            cache.last.len(),
+            2,
+            "only the last document's plain runs are kept"
+        );
+    }
 }

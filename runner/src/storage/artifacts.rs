@@ -3,7 +3,6 @@
 use super::is_plain_name;
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -84,24 +83,6 @@ impl ArtifactManager for LocalArtifactManager {
             }
             Ok(())
         })
-    }
-}
-
-/// The primary artifact manager for `artifact_location` (§10).
-pub async fn from_location(
-    location: Option<&str>,
-    gcs: &super::GcsClient,
-) -> anyhow::Result<Arc<dyn ArtifactManager>> {
-    match location {
-        None => anyhow::bail!("no artifact location configured"),
-        Some(l) if l.starts_with("gs://") => {
-            let bucket = super::gcs::bucket_of(l)?;
-            Ok(Arc::new(super::gcs::GcsArtifactManager::new(
-                gcs.get().await?,
-                bucket,
-            )))
-        }
-        Some(l) => Ok(Arc::new(LocalArtifactManager::new(l)?)),
     }
 }
 

@@ -94,14 +94,17 @@ async fn upload_file(
     // gcloud-aio names the type after the object (Python's mimetypes);
     // without a guess the store's default (application/octet-stream) stays.
     let content_type = guess_content_type(object, system_mime_types());
+    // An error names no path: it ends up in the run's stored description,
+    // which must not show a server's temporary directory (and reads as
+    // upstream's, `No such file or directory (os error 2)`).
     let src = path.to_path_buf();
     let crc = tokio::task::spawn_blocking(move || crc32c_of(&src))
         .await
         .map_err(|e| Failure::Other(e.to_string()))?
-        .map_err(|e| Failure::Other(format!("{e}: {}", path.display())))?;
+        .map_err(|e| Failure::Other(e.to_string()))?;
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| Failure::Other(format!("{e}: {}", path.display())))?;
+        .map_err(|e| Failure::Other(e.to_string()))?;
     let mut upload = client.write_object(bucket_path(bucket), object.to_string(), file);
     if let Some(ct) = content_type {
         upload = upload.set_content_type(ct);
@@ -315,7 +318,13 @@ impl ArtifactManager for GcsArtifactManager {
     ) -> BoxFuture<'a, Result<(), ArtifactError>> {
         Box::pin(async move {
             super::artifacts::check_artifact_path(run_id, names)?;
-            let uploads = names.iter().map(|name| async move {
+            // A run stores the same files whichever store holds them: the
+            // filesystem store (upstream's) copies in order and stops at a
+            // missing file, so only the names before it are uploaded here
+            // (in parallel), and the missing one is the error.
+            let missing = names.iter().position(|n| !local_dir.join(n).is_file());
+            let present = &names[..missing.unwrap_or(names.len())];
+            let uploads = present.iter().map(|name| async move {
                 let object = format!("{run_id}/{name}");
                 upload_file(
                     &self.client,
@@ -326,7 +335,16 @@ impl ArtifactManager for GcsArtifactManager {
                 )
                 .await
             });
-            match futures::future::try_join_all(uploads).await {
+            // Every upload runs to its end (as `asyncio.gather` leaves the
+            // others running when one fails).
+            let mut results = futures::future::join_all(uploads).await;
+            if let Some(i) = missing {
+                let e = std::fs::metadata(local_dir.join(&names[i]))
+                    .err()
+                    .map_or_else(|| "not a file".to_string(), |e| e.to_string());
+                results.push(Err(Failure::Other(e)));
+            }
+            match results.into_iter().collect::<Result<Vec<()>, Failure>>() {
                 Ok(_) => {
                     tracing::info!(run_id, ?names, bucket = %self.bucket, "uploaded artifacts");
                     Ok(())

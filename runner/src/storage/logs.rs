@@ -5,7 +5,6 @@ use super::is_plain_name;
 use crate::metrics::Metrics;
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -132,28 +131,6 @@ fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogE
     tmp.persist(dir.join(format!("{name}.gz")))
         .map_err(|e| io(e.error))?;
     Ok(())
-}
-
-/// The primary log manager for `logs_location` (§9.1). `gcs` builds the GCS
-/// client when the location asks for one.
-pub async fn from_location(
-    location: Option<&str>,
-    gcs: &super::GcsClient,
-) -> anyhow::Result<Arc<dyn LogManager>> {
-    match location {
-        None => Ok(Arc::new(FileSystemLogManager::new("/tmp"))),
-        Some(l) if l.starts_with("gs://") => {
-            let bucket = super::gcs::bucket_of(l)?;
-            Ok(Arc::new(super::gcs::GcsLogManager::new(
-                gcs.get().await?,
-                bucket,
-            )))
-        }
-        Some(l) if l.starts_with("http:") || l.starts_with("https:") => {
-            anyhow::bail!("log location {l}: S3-compatible log storage is not supported")
-        }
-        Some(l) => Ok(Arc::new(FileSystemLogManager::new(l))),
-    }
 }
 
 /// `import_log` with the fallbacks of §9.2: an unavailable or slow primary

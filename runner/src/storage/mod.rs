@@ -1,12 +1,15 @@
 //! Log and artifact storage (runner-internals.md §9, §10).
 //!
-//! Managers sit behind small object-safe traits: filesystem and GCS today
-//! (S3 is refused at start-up).
+//! Managers sit behind small object-safe traits: filesystem, GCS and (for
+//! logs, as upstream) S3-compatible stores. The back-ends implement the
+//! traits of `logs` and `artifacts`; which one a location names is decided
+//! here, so those two modules do not depend on the back-ends.
 
 pub mod artifacts;
 pub mod backup;
 pub mod gcs;
 pub mod logs;
+pub mod s3;
 
 use crate::settings::Settings;
 use artifacts::{ArtifactManager, LocalArtifactManager};
@@ -54,9 +57,13 @@ impl GcsClient {
 impl Storage {
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Storage> {
         let gcs = GcsClient::new(settings.storage_emulator_host.clone());
-        let logs = logs::from_location(settings.logs_location.as_deref(), &gcs).await?;
-        let artifacts =
-            artifacts::from_location(settings.artifact_location.as_deref(), &gcs).await?;
+        let logs = log_manager(
+            settings.logs_location.as_deref(),
+            &gcs,
+            settings.s3_credentials.as_ref(),
+        )
+        .await?;
+        let artifacts = artifact_manager(settings.artifact_location.as_deref(), &gcs).await?;
         let backup_lock = Arc::new(tokio::sync::RwLock::new(()));
         let (backup_logs, backup_artifacts) = match &settings.backup_directory {
             Some(dir) => {
@@ -110,6 +117,47 @@ impl Default for Storage {
     }
 }
 
+/// The primary log manager for `logs_location` (§9.1). `gcs` builds the GCS
+/// client when the location asks for one; an S3 store uses the standard AWS
+/// credential chain unless `s3_credentials` are given.
+pub async fn log_manager(
+    location: Option<&str>,
+    gcs: &GcsClient,
+    s3_credentials: Option<&s3::StaticCredentials>,
+) -> anyhow::Result<Arc<dyn LogManager>> {
+    match location {
+        None => Ok(Arc::new(FileSystemLogManager::new("/tmp"))),
+        Some(l) if l.starts_with("gs://") => {
+            let bucket = gcs::bucket_of(l)?;
+            Ok(Arc::new(gcs::GcsLogManager::new(gcs.get().await?, bucket)))
+        }
+        Some(l) if l.starts_with("http:") || l.starts_with("https:") => {
+            let endpoint = s3::endpoint_of(l)?;
+            let client = s3::client(&endpoint, s3_credentials).await;
+            Ok(Arc::new(s3::S3LogManager::new(client)))
+        }
+        Some(l) => Ok(Arc::new(FileSystemLogManager::new(l))),
+    }
+}
+
+/// The primary artifact manager for `artifact_location` (§10).
+pub async fn artifact_manager(
+    location: Option<&str>,
+    gcs: &GcsClient,
+) -> anyhow::Result<Arc<dyn ArtifactManager>> {
+    match location {
+        None => anyhow::bail!("no artifact location configured"),
+        Some(l) if l.starts_with("gs://") => {
+            let bucket = gcs::bucket_of(l)?;
+            Ok(Arc::new(gcs::GcsArtifactManager::new(
+                gcs.get().await?,
+                bucket,
+            )))
+        }
+        Some(l) => Ok(Arc::new(LocalArtifactManager::new(l)?)),
+    }
+}
+
 /// A name usable as one path component (no separators, not `.`/`..`).
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
@@ -122,19 +170,21 @@ mod tests {
     #[tokio::test]
     async fn locations_select_managers_as_upstream() {
         let gcs = GcsClient::new(Some("127.0.0.1:9".into()));
-        let err = logs::from_location(Some("https://s3.example.com"), &gcs)
-            .await
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("https://s3.example.com"), "{err}");
-        assert!(logs::from_location(None, &gcs).await.is_ok());
-        assert!(logs::from_location(Some("gs://b"), &gcs).await.is_ok());
-        assert!(logs::from_location(Some("gs://"), &gcs).await.is_err());
-        assert!(artifacts::from_location(None, &gcs).await.is_err());
-        assert!(artifacts::from_location(Some("gs://b"), &gcs).await.is_ok());
+        let logs = |l: Option<&'static str>| {
+            let gcs = &gcs;
+            async move { log_manager(l, gcs, None).await }
+        };
+        // Building an S3 client sends nothing: no store needs to answer.
+        assert!(logs(Some("https://s3.example.com")).await.is_ok());
+        assert!(logs(Some("http://")).await.is_err());
+        assert!(logs(None).await.is_ok());
+        assert!(logs(Some("gs://b")).await.is_ok());
+        assert!(logs(Some("gs://")).await.is_err());
+        assert!(artifact_manager(None, &gcs).await.is_err());
+        assert!(artifact_manager(Some("gs://b"), &gcs).await.is_ok());
         let tmp = tempfile::tempdir().unwrap();
         let local = tmp.path().join("a").display().to_string();
-        assert!(artifacts::from_location(Some(&local), &gcs).await.is_ok());
+        assert!(artifact_manager(Some(&local), &gcs).await.is_ok());
         assert!(tmp.path().join("a").is_dir());
     }
 }

@@ -7,6 +7,7 @@
 
 use super::time::{isoformat, parse_naive, seconds_between};
 use super::ActiveRun;
+use crate::db::enums::VcsType;
 use crate::py::repr::truthy;
 use chrono::{Duration, NaiveDateTime, Timelike};
 use serde::Serialize;
@@ -45,9 +46,9 @@ impl WorkerTime {
     }
 
     /// `datetime.fromisoformat` plus RFC 3339: `Z`/`z`, `±HH:MM`, `±HHMM` or
-    /// `±HH` suffixes and any number of fractional digits.
+    /// `±HH` suffixes and any number of fractional digits. Surrounding
+    /// whitespace is refused, as `fromisoformat` refuses it.
     pub fn parse(s: &str) -> Option<WorkerTime> {
-        let s = s.trim();
         let (body, offset) = split_offset(s)?;
         let local = parse_naive(body)?;
         Some(WorkerTime {
@@ -207,19 +208,17 @@ pub struct WorkerResult {
     pub builder_result: Option<BuilderResult>,
     pub start_time: WorkerTime,
     pub finish_time: WorkerTime,
-    pub queue_id: Option<i64>,
+    /// Saturated beyond i128; unused, as upstream.
+    pub queue_id: Option<i128>,
     pub worker_name: Option<String>,
     pub refreshed: bool,
     pub target_branch_url: Option<String>,
     pub branch_url: Option<String>,
-    pub vcs_type: Option<String>,
+    pub vcs_type: Option<VcsType>,
     pub subpath: Option<String>,
     pub transient: Option<bool>,
     pub codebase: Option<String>,
 }
-
-/// Values of the `vcs_type` enum (schema).
-pub const VCS_TYPES: [&str; 8] = ["bzr", "git", "svn", "mtn", "hg", "arch", "cvs", "darcs"];
 
 fn opt_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, InvalidResult> {
     match obj.get(key) {
@@ -253,16 +252,15 @@ fn int_value(v: &Value) -> Result<Option<i32>, InvalidResult> {
     if !truthy(v) {
         return Ok(None);
     }
-    let n: Option<i64> = match v {
-        Value::Bool(true) => Some(1),
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
-        Value::String(s) => s.trim().replace('_', "").parse().ok(),
+    let n = match v {
+        Value::Bool(_) | Value::Number(_) => crate::py::int::int_of_number(v),
+        Value::String(s) => crate::py::int::int_from_str(s),
         _ => None,
     };
     match n {
         Some(n) => i32::try_from(n)
             .map(Some)
-            .map_err(|_| invalid(format!("value {n} is out of range"))),
+            .map_err(|_| invalid(format!("value {v} is out of range"))),
         None => Err(invalid("value must be an integer")),
     }
 }
@@ -387,19 +385,20 @@ impl WorkerResult {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(invalid("context must be a string or null")),
         };
-        let vcs_type = opt_str(obj, "vcs_type")?;
-        if let Some(t) = &vcs_type {
-            if !VCS_TYPES.contains(&t.as_str()) {
-                return Err(invalid(format!("unknown vcs_type {t:?}")));
-            }
-        }
+        let vcs_type = opt_str(obj, "vcs_type")?
+            .map(|t| {
+                t.parse::<VcsType>()
+                    .map_err(|_| invalid(format!("unknown vcs_type {t:?}")))
+            })
+            .transpose()?;
+        // `int(worker_result["queue_id"])`, otherwise unused upstream: any
+        // number or bool goes (`int(1.5)`, `int(True)`), lest a result be lost.
         let queue_id = match obj.get("queue_id") {
             None => None,
-            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => crate::py::int::int_of_number(v),
             Some(Value::String(s)) => Some(
-                s.trim()
-                    .parse()
-                    .map_err(|_| invalid("queue_id must be an integer"))?,
+                crate::py::int::int_from_str(s)
+                    .ok_or_else(|| invalid("queue_id must be an integer"))?,
             ),
             Some(_) => return Err(invalid("queue_id must be an integer")),
         };
@@ -570,7 +569,9 @@ impl JanitorResult {
             main_branch_revision: worker.main_branch_revision,
             worker_name: run.worker_name.clone().or(worker.worker_name),
             context: worker.context,
-            vcs_type: worker.vcs_type,
+            // A string from here on: an aborted run's comes from the
+            // active run's VCS info, as upstream stores it.
+            vcs_type: worker.vcs_type.map(|t| t.as_str().to_owned()),
             subpath: worker.subpath,
             target_branch_url: worker.target_branch_url,
         }

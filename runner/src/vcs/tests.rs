@@ -1,3 +1,4 @@
+use super::git::parse_ls_remote;
 use super::*;
 
 #[test]

@@ -2,9 +2,10 @@
 //! (runner-http-api.md §2.21–§2.23).
 
 use super::fields::{
-    mistyped, opt_bucket, opt_int32, opt_number, opt_str, request_db_error, Object,
+    mistyped, opt_bucket, opt_float8, opt_int4, opt_str, request_db_error, Object,
 };
 use crate::db;
+use crate::db::enums::QueueBucket;
 use crate::db::interval::total_seconds;
 use crate::http::error::json_response;
 use crate::http::extract::{json_body, kind};
@@ -70,7 +71,7 @@ impl PySet {
 struct Success {
     campaign: String,
     codebase: String,
-    bucket: String,
+    bucket: QueueBucket,
     change_set: Option<String>,
     offset: f64,
     estimated_duration: Option<f64>,
@@ -105,12 +106,9 @@ fn text_400(text: String) -> ApiError {
     }
 }
 
-/// Store and schedule one candidate inside its savepoint.
-async fn process(
-    app: &AppState,
-    conn: &mut PgConnection,
-    cand: &Object,
-) -> Result<Result<Success, Skip>, ApiError> {
+/// The codebase and campaign fields, which upstream reads first (their
+/// absence is its KeyError text).
+fn required_fields(cand: &Object) -> Result<(&Value, &Value), ApiError> {
     let shown = || repr(&Value::Object(cand.clone()));
     let codebase = match cand.get("codebase") {
         None => {
@@ -136,6 +134,28 @@ async fn process(
         }
         Some(v) => v,
     };
+    Ok((codebase, campaign))
+}
+
+/// Upstream swaps the followup insert's parameters, so any entry fails
+/// (QH-16); refuse them up front instead.
+fn refuse_followups(cand: &Object) -> Result<(), ApiError> {
+    match cand.get("followup_for") {
+        None => Ok(()),
+        Some(Value::Array(a)) if a.is_empty() => Ok(()),
+        Some(Value::String(s)) if s.is_empty() => Ok(()),
+        Some(Value::Object(o)) if o.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::bad_request("followup_for is not supported")),
+    }
+}
+
+/// Store and schedule one candidate inside its savepoint.
+async fn process(
+    app: &AppState,
+    conn: &mut PgConnection,
+    cand: &Object,
+) -> Result<Result<Success, Skip>, ApiError> {
+    let (codebase, campaign) = required_fields(cand)?;
     let config = match campaign {
         Value::String(name) => app.config.campaign(name),
         // Lists and objects are unhashable in Python's set: a 500 upstream.
@@ -149,11 +169,13 @@ async fn process(
     };
     let campaign = campaign.as_str().unwrap_or_default();
 
+    // A truthy command that is not a string fails only at the insert
+    // upstream, after the value check: refused after it here too.
     let command = match cand.get("command") {
-        Some(Value::String(c)) if !c.is_empty() => c.clone(),
-        Some(v) if truthy(v) => return Err(mistyped("command", "a string", v)),
+        Some(Value::String(c)) if !c.is_empty() => Ok(c.clone()),
+        Some(v) if truthy(v) => Err(mistyped("command", "a string", v)),
         _ => match config.command.as_deref() {
-            Some(c) if !c.is_empty() => c.to_owned(),
+            Some(c) if !c.is_empty() => Ok(c.to_owned()),
             other => {
                 return Ok(Err(Skip::InvalidCommand(
                     other.map_or(Value::Null, Value::from),
@@ -166,6 +188,7 @@ async fn process(
             return Ok(Err(Skip::InvalidValue(v.clone())));
         }
     }
+    let command = command?;
     let publish_policy = opt_str(cand, "publish-policy")?;
     let codebase = codebase
         .as_str()
@@ -176,45 +199,72 @@ async fn process(
         command: &command,
         change_set,
         context: opt_str(cand, "context")?,
-        value: match cand.get("value") {
-            Some(v @ Value::Bool(_)) => return Err(mistyped("value", "an integer", v)),
-            _ => opt_int32(cand, "value")?,
-        },
-        success_chance: match cand.get("success_chance") {
-            Some(v @ Value::Bool(_)) => return Err(mistyped("success_chance", "a number", v)),
-            _ => opt_number(cand, "success_chance")?,
-        },
+        value: opt_int4(cand, "value")?,
+        success_chance: opt_float8(cand, "success_chance")?,
         publish_policy,
         codebase,
     };
-    if let Err(e) = db::candidates::upsert(conn, &new).await {
-        if let sqlx::Error::Database(db) = &e {
-            match db.constraint() {
-                Some("candidate_codebase_fkey") => {
-                    return Ok(Err(Skip::UnknownCodebase(Value::from(codebase))))
-                }
-                Some("candidate_publish_policy_fkey") => {
-                    return Ok(Err(Skip::UnknownPublishPolicy(
-                        publish_policy.map_or(Value::Null, Value::from),
-                    )))
-                }
-                _ => {}
-            }
-        }
-        return Err(request_db_error(e));
+    if let Some(skip) = store(conn, &new).await? {
+        return Ok(Err(skip));
     }
+    let (bucket, refresh, requester) = how_to_schedule(conn, cand, &new).await?;
+    refuse_followups(cand)?;
+    let regular = schedule::Regular {
+        codebase,
+        campaign,
+        command: Some(&command),
+        change_set,
+        bucket,
+        requester: Some(&requester),
+        refresh,
+        ..Default::default()
+    };
+    schedule_candidate(app, conn, regular).await.map(Ok)
+}
 
+/// Insert or overwrite the candidate; an unknown codebase or publish policy
+/// skips it.
+async fn store(
+    conn: &mut PgConnection,
+    new: &db::candidates::NewCandidate<'_>,
+) -> Result<Option<Skip>, ApiError> {
+    let Err(e) = db::candidates::upsert(conn, new).await else {
+        return Ok(None);
+    };
+    if let sqlx::Error::Database(db) = &e {
+        match db.constraint() {
+            Some("candidate_codebase_fkey") => {
+                return Ok(Some(Skip::UnknownCodebase(Value::from(new.codebase))))
+            }
+            Some("candidate_publish_policy_fkey") => {
+                return Ok(Some(Skip::UnknownPublishPolicy(
+                    new.publish_policy.map_or(Value::Null, Value::from),
+                )))
+            }
+            _ => {}
+        }
+    }
+    Err(request_db_error(e))
+}
+
+/// The bucket, refresh flag and requester of the candidate's queue entry.
+async fn how_to_schedule(
+    conn: &mut PgConnection,
+    cand: &Object,
+    new: &db::candidates::NewCandidate<'_>,
+) -> Result<(Option<QueueBucket>, bool, String), ApiError> {
     // A changed command for a change with an open merge proposal: redo it
     // urgently, from scratch.
+    let (codebase, campaign, command) = (new.codebase, new.campaign, new.command);
     let existing =
-        db::candidates::open_mps_with_other_command(conn, codebase, campaign, &command).await?;
+        db::candidates::open_mps_with_other_command(conn, codebase, campaign, command).await?;
     let (bucket, refresh, mut requester) = match existing.first() {
         Some((mp_url, old)) => {
             let old = old.as_deref().map_or("None".to_owned(), repr_str);
-            let change = format!("{old} \u{21d2} {}", repr_str(&command));
+            let change = format!("{old} \u{21d2} {}", repr_str(command));
             if mp_url.as_deref().is_some_and(|u| !u.is_empty()) {
                 (
-                    Some("update-existing-mp"),
+                    Some(QueueBucket::UpdateExistingMp),
                     true,
                     format!("command changed for existing mp: {change}"),
                 )
@@ -232,39 +282,31 @@ async fn process(
         requester.push(' ');
         requester.push_str(&str_of(r));
     }
-    // Upstream swaps the followup insert's parameters, so any entry fails
-    // (QH-16); refuse them up front instead.
-    match cand.get("followup_for") {
-        None => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(Value::Object(o)) if o.is_empty() => {}
-        Some(_) => return Err(ApiError::bad_request("followup_for is not supported")),
-    }
+    Ok((bucket, refresh, requester))
+}
 
-    let scheduled = schedule::do_schedule_regular(
-        conn,
-        schedule::Regular {
-            codebase,
-            campaign,
-            command: Some(&command),
-            change_set,
-            bucket,
-            requester: Some(&requester),
-            refresh,
-            ..Default::default()
-        },
-        app.clock.now_naive(),
-    )
-    .await
-    .map_err(|e| match e {
-        ScheduleError::Db(e) => ApiError::from(e),
-        ScheduleError::CandidateUnavailable { .. } => {
-            ApiError::Internal(anyhow::anyhow!("candidate vanished: {campaign}/{codebase}"))
-        }
-        ScheduleError::Other(e) => ApiError::Internal(e),
-    })?;
-    Ok(Ok(Success {
+/// Queue the candidate; what the upload reports for it.
+async fn schedule_candidate(
+    app: &AppState,
+    conn: &mut PgConnection,
+    regular: schedule::Regular<'_>,
+) -> Result<Success, ApiError> {
+    let (campaign, codebase, change_set, refresh) = (
+        regular.campaign,
+        regular.codebase,
+        regular.change_set,
+        regular.refresh,
+    );
+    let scheduled = schedule::do_schedule_regular(conn, regular, app.clock.now_naive())
+        .await
+        .map_err(|e| match e {
+            ScheduleError::Db(e) => ApiError::from(e),
+            ScheduleError::CandidateUnavailable { .. } => {
+                ApiError::Internal(anyhow::anyhow!("candidate vanished: {campaign}/{codebase}"))
+            }
+            ScheduleError::Other(e) => ApiError::Internal(e),
+        })?;
+    Ok(Success {
         campaign: campaign.to_owned(),
         codebase: codebase.to_owned(),
         bucket: scheduled.bucket,
@@ -273,7 +315,7 @@ async fn process(
         estimated_duration: Some(total_seconds(scheduled.estimated_duration)),
         queue_id: scheduled.queue_id,
         refresh,
-    }))
+    })
 }
 
 /// Store and schedule a list of candidates, all or nothing: rejected ones
@@ -325,10 +367,9 @@ pub async fn delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let parsed: i64 = id
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid candidate id {id:?}")))?;
+    // `int(request.match_info["id"])`: "5_0" is 50, " 5" is 5.
+    let parsed = crate::py::int::int_from_str(&id)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid candidate id {id:?}")))?;
     let not_found = || ApiError::Reason {
         status: StatusCode::NOT_FOUND,
         reason: format!("no such candidate: {parsed}"),

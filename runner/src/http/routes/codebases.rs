@@ -1,10 +1,10 @@
 //! GET and POST /codebases (runner-http-api.md §2.19–§2.20).
 
-use super::fields::{opt_int32, opt_str, request_db_error, Object};
+use super::fields::{py_int4, request_db_error};
 use crate::db;
 use crate::db::codebases::Codebase;
 use crate::http::error::json_response;
-use crate::http::extract::{json_body, kind};
+use crate::http::extract::{json_body, kind, typed};
 use crate::http::{ApiError, AppState};
 use crate::urlutils;
 use axum::body::Bytes;
@@ -25,44 +25,73 @@ fn url_error(e: urlutils::UrlError) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
 
-/// One uploaded entry, with `url`/`branch`/`branch_url` derived from each
-/// other as upstream does (the first rule that applies wins).
-fn normalise(entry: &Object) -> Result<Codebase, ApiError> {
-    let mut url = opt_str(entry, "url")?.map(str::to_owned);
-    let mut branch = opt_str(entry, "branch")?.map(str::to_owned);
-    let branch_url = if entry.contains_key("branch_url") {
-        let branch_url = opt_str(entry, "branch_url")?
-            .ok_or_else(|| ApiError::bad_request("field \"branch_url\" must not be null"))?;
-        let (base, params) = urlutils::split_segment_parameters(branch_url).map_err(url_error)?;
-        url = Some(base);
-        if let Some(b) = params.get("branch") {
-            branch = Some(urlutils::unescape(b));
+/// One uploaded entry. `branch_url` and `branch` tell absent from null:
+/// given at all, they decide how the others are derived.
+#[derive(Debug, serde::Deserialize)]
+struct Entry {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    branch_url: Option<Option<String>>,
+    url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    branch: Option<Option<String>>,
+    subpath: Option<String>,
+    vcs_type: Option<String>,
+    web_url: Option<String>,
+    vcs_last_revision: Option<String>,
+    #[serde(default, deserialize_with = "py_int4")]
+    value: Option<i32>,
+}
+
+/// A field that is present, even as null.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// An entry with `url`/`branch`/`branch_url` derived from each other as
+/// upstream does (the first rule that applies wins).
+fn normalise(entry: Entry) -> Result<Codebase, ApiError> {
+    let Entry {
+        mut url,
+        mut branch,
+        ..
+    } = entry;
+    let branch_url = match (entry.branch_url, &branch) {
+        (Some(branch_url), _) => {
+            let branch_url = branch_url
+                .ok_or_else(|| ApiError::bad_request("field \"branch_url\" must not be null"))?;
+            let (base, params) =
+                urlutils::split_segment_parameters(&branch_url).map_err(url_error)?;
+            url = Some(base);
+            if let Some(b) = params.get("branch") {
+                branch = Some(Some(urlutils::unescape(b)));
+            }
+            Some(branch_url)
         }
-        Some(branch_url.to_owned())
-    } else if entry.contains_key("branch") {
-        let base = url
-            .as_deref()
-            .ok_or_else(|| ApiError::bad_request("field \"url\" is required with \"branch\""))?;
-        let name = branch
-            .as_deref()
-            .ok_or_else(|| ApiError::bad_request("field \"branch\" must not be null"))?;
-        let mut params = BTreeMap::new();
-        params.insert("branch".to_owned(), urlutils::escape(name));
-        Some(urlutils::join_segment_parameters(base, &params).map_err(url_error)?)
-    } else {
+        (None, Some(name)) => {
+            let base = url.as_deref().ok_or_else(|| {
+                ApiError::bad_request("field \"url\" is required with \"branch\"")
+            })?;
+            let name = name
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_request("field \"branch\" must not be null"))?;
+            let mut params = BTreeMap::new();
+            params.insert("branch".to_owned(), urlutils::escape(name));
+            Some(urlutils::join_segment_parameters(base, &params).map_err(url_error)?)
+        }
         // `url` given (possibly null) or not: branch_url follows it.
-        url.clone()
+        (None, None) => url.clone(),
     };
     Ok(Codebase {
-        name: opt_str(entry, "name")?.map(str::to_owned),
+        name: entry.name,
         branch_url,
         url,
-        branch,
-        subpath: opt_str(entry, "subpath")?.map(str::to_owned),
-        vcs_type: opt_str(entry, "vcs_type")?.map(str::to_owned),
-        web_url: opt_str(entry, "web_url")?.map(str::to_owned),
-        vcs_last_revision: opt_str(entry, "vcs_last_revision")?.map(str::to_owned),
-        value: opt_int32(entry, "value")?,
+        branch: branch.flatten(),
+        subpath: entry.subpath,
+        vcs_type: entry.vcs_type,
+        web_url: entry.web_url,
+        vcs_last_revision: entry.vcs_last_revision,
+        value: entry.value,
     })
 }
 
@@ -78,18 +107,16 @@ pub async fn upload(State(app): State<AppState>, body: Bytes) -> Result<Response
             )))
         }
     };
-    let mut codebases = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        match entry {
-            Value::Object(obj) => codebases.push(normalise(obj)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "each codebase must be an object, got {}",
-                    kind(other)
-                )))
-            }
-        }
+    if let Some(other) = entries.iter().find(|e| !e.is_object()) {
+        return Err(ApiError::bad_request(format!(
+            "each codebase must be an object, got {}",
+            kind(other)
+        )));
     }
+    let codebases = typed::<Vec<Entry>>(Value::Array(entries))?
+        .into_iter()
+        .map(normalise)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tx = app.db.begin().await?;
     for c in &codebases {
         db::codebases::upsert(&mut tx, c)
@@ -98,4 +125,53 @@ pub async fn upload(State(app): State<AppState>, body: Bytes) -> Result<Response
     }
     tx.commit().await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entries(v: Value) -> Result<Vec<Codebase>, String> {
+        let reason = |e: ApiError| match e {
+            ApiError::Reason { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        typed::<Vec<Entry>>(v)
+            .map_err(reason)?
+            .into_iter()
+            .map(normalise)
+            .collect::<Result<_, _>>()
+            .map_err(reason)
+    }
+
+    #[test]
+    fn urls_are_derived_from_each_other_as_upstream_does() {
+        let got = entries(json!([
+            {"name": "a", "branch_url": "https://h/a,branch=b%2Fc"},
+            {"name": "b", "url": "https://h/b", "branch": "x,y"},
+            {"name": "c", "url": "https://h/c", "value": 2.5},
+            {"name": "d", "url": null}
+        ]))
+        .unwrap();
+        assert_eq!(got[0].url.as_deref(), Some("https://h/a"));
+        assert_eq!(got[0].branch.as_deref(), Some("b/c"));
+        assert_eq!(
+            got[1].branch_url.as_deref(),
+            Some("https://h/b,branch=x%2Cy")
+        );
+        assert_eq!(got[2].branch_url.as_deref(), Some("https://h/c"));
+        assert_eq!(got[2].value, Some(2));
+        assert_eq!(got[3].branch_url, None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_entry_and_field() {
+        let err = entries(json!([{"name": "a"}, {"name": "b", "value": "5"}])).unwrap_err();
+        assert!(err.contains("field [1].value: invalid type"), "{err}");
+        let err = entries(json!([{"name": "a", "branch_url": null}])).unwrap_err();
+        assert!(err.contains("\"branch_url\" must not be null"), "{err}");
+        let err = entries(json!([{"name": "a", "branch": "b"}])).unwrap_err();
+        assert!(err.contains("\"url\" is required with"), "{err}");
+    }
 }

@@ -5,13 +5,13 @@
 //! upload never has to fit in memory.
 
 use crate::finish::{self, FinishError, Finished, Upload};
-use crate::http::error::{json_response, text_response, ApiError};
+use crate::http::error::{json_response, ApiError};
+use crate::http::extract::{require_worker, RunId};
 use crate::http::AppState;
 use crate::state;
 use crate::types::ActiveRun;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
@@ -27,11 +27,10 @@ const SMALL_PART: usize = 64 << 10;
 /// POST /active-runs/{run_id}/finish (internal app).
 pub async fn finish(
     State(app): State<AppState>,
-    run_id: Result<Path<String>, PathRejection>,
+    RunId(run_id): RunId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let run_id = path_param(run_id)?;
     let done = match current_run(&app, &run_id).await? {
         Current::Active(run) => {
             let upload = read_upload(&headers, body, Limits::of(&app)).await?;
@@ -56,20 +55,12 @@ pub async fn finish(
 /// own worker may finish it (divergence-policy §2: 403 otherwise).
 pub async fn public_finish(
     State(app): State<AppState>,
-    run_id: Result<Path<String>, PathRejection>,
+    RunId(run_id): RunId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let run_id = path_param(run_id)?;
     let current = current_run(&app, &run_id).await?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let login = match crate::auth::check_worker(&app.db, auth).await {
-        Ok(login) => login,
-        Err(crate::auth::AuthError::Db(e)) => return Err(e.into()),
-        Err(_) => return Ok(login_required()),
-    };
+    let login = require_worker(&app, &headers).await?;
     let owner = match &current {
         Current::Active(run) => run.worker_name.as_deref(),
         Current::Stored(stored) => stored.worker.as_deref(),
@@ -93,21 +84,6 @@ pub async fn public_finish(
         StatusCode::CREATED,
         &body_json(&run_id, &done),
     ))
-}
-
-/// 401 as upstream answers any credential problem.
-fn login_required() -> Response {
-    let mut resp = text_response(StatusCode::UNAUTHORIZED, "worker login required");
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic Realm=\"Janitor\""),
-    );
-    resp
-}
-
-fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(id)| id)
-        .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
 }
 
 fn no_such_run(run_id: &str) -> ApiError {
@@ -310,16 +286,6 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
     let mut filenames = Vec::new();
     let mut result_json = None;
     let mut bytes = 0;
-    let read_error = |e: multer::Error| {
-        if is_body_timeout(&e) {
-            ApiError::Reason {
-                status: StatusCode::REQUEST_TIMEOUT,
-                reason: "the request body stopped arriving".into(),
-            }
-        } else {
-            bad_request_text(e.to_string())
-        }
-    };
     let mut parts = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
         parts += 1;
@@ -337,52 +303,21 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
         }
         let name = match field.file_name() {
             Some("result.json") => {
-                let mut buf = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(read_error)? {
-                    if buf.len() + chunk.len() > MAX_RESULT_JSON {
-                        return Err(ApiError::bad_request("result.json is too large"));
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
                 // Several result.json parts: the last one wins.
-                result_json = Some(buf);
+                result_json = Some(read_result_json(&mut field).await?);
                 continue;
             }
             Some(name) => name.to_string(),
             None => return Err(bad_request_text("Part without filename")),
         };
         check_filename(&name)?;
-        let path = dir.path().join(&name);
-        let io = |e: std::io::Error| ApiError::Internal(e.into());
-        // A small part is gathered and written with one inline write;
-        // tokio::fs would hand every call to the blocking pool. A big one
-        // is streamed, so it never has to fit in memory.
-        let mut head = Vec::new();
-        let mut file: Option<tokio::fs::File> = None;
-        while let Some(chunk) = field.chunk().await.map_err(read_error)? {
-            bytes += chunk.len() as u64;
-            if bytes > limits.bytes {
-                return Err(ApiError::bad_request(format!(
-                    "upload too large: at most {} bytes of files",
-                    limits.bytes
-                )));
-            }
-            match &mut file {
-                Some(f) => f.write_all(&chunk).await.map_err(io)?,
-                None if head.len() + chunk.len() <= SMALL_PART => head.extend_from_slice(&chunk),
-                None => {
-                    let mut f = tokio::fs::File::create(&path).await.map_err(io)?;
-                    f.write_all(&head).await.map_err(io)?;
-                    f.write_all(&chunk).await.map_err(io)?;
-                    head = Vec::new();
-                    file = Some(f);
-                }
-            }
-        }
-        match file {
-            Some(mut f) => f.flush().await.map_err(io)?,
-            None => std::fs::write(&path, &head).map_err(io)?,
-        }
+        save_part(
+            &mut field,
+            &dir.path().join(&name),
+            &mut bytes,
+            limits.bytes,
+        )
+        .await?;
         filenames.push(name);
     }
     Ok(Upload {
@@ -391,6 +326,71 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
         result_json,
         bytes,
     })
+}
+
+/// How a failure to read the body is answered: a body that stopped arriving
+/// is a 408, a malformed one a 400.
+fn read_error(e: multer::Error) -> ApiError {
+    if is_body_timeout(&e) {
+        ApiError::Reason {
+            status: StatusCode::REQUEST_TIMEOUT,
+            reason: "the request body stopped arriving".into(),
+        }
+    } else {
+        bad_request_text(e.to_string())
+    }
+}
+
+/// A `result.json` part, held in memory (bounded by [`MAX_RESULT_JSON`]).
+async fn read_result_json(field: &mut multer::Field<'_>) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(read_error)? {
+        if buf.len() + chunk.len() > MAX_RESULT_JSON {
+            return Err(ApiError::bad_request("result.json is too large"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// A file part written to `path`; `bytes` counts the upload's file bytes,
+/// which may not pass `max_bytes`.
+async fn save_part(
+    field: &mut multer::Field<'_>,
+    path: &std::path::Path,
+    bytes: &mut u64,
+    max_bytes: u64,
+) -> Result<(), ApiError> {
+    let io = |e: std::io::Error| ApiError::Internal(e.into());
+    // A small part is gathered and written with one inline write;
+    // tokio::fs would hand every call to the blocking pool. A big one
+    // is streamed, so it never has to fit in memory.
+    let mut head = Vec::new();
+    let mut file: Option<tokio::fs::File> = None;
+    while let Some(chunk) = field.chunk().await.map_err(read_error)? {
+        *bytes += chunk.len() as u64;
+        if *bytes > max_bytes {
+            return Err(ApiError::bad_request(format!(
+                "upload too large: at most {max_bytes} bytes of files"
+            )));
+        }
+        match &mut file {
+            Some(f) => f.write_all(&chunk).await.map_err(io)?,
+            None if head.len() + chunk.len() <= SMALL_PART => head.extend_from_slice(&chunk),
+            None => {
+                let mut f = tokio::fs::File::create(path).await.map_err(io)?;
+                f.write_all(&head).await.map_err(io)?;
+                f.write_all(&chunk).await.map_err(io)?;
+                head = Vec::new();
+                file = Some(f);
+            }
+        }
+    }
+    match file {
+        Some(mut f) => f.flush().await.map_err(io)?,
+        None => std::fs::write(path, &head).map_err(io)?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

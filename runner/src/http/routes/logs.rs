@@ -3,6 +3,7 @@
 
 use crate::backchannel::{self, BackchannelError};
 use crate::http::error::{json_response, reason_response, ApiError};
+use crate::http::extract::{path_rejection, RunId};
 use crate::http::AppState;
 use crate::state;
 use crate::types::{ActiveRun, Backchannel};
@@ -16,10 +17,6 @@ async fn find_active_run(app: &AppState, run_id: &str) -> Result<ActiveRun, ApiE
     state::get(&app.runs, run_id)
         .await?
         .ok_or_else(|| ApiError::not_found_text(format!("No such current run: {run_id}")))
-}
-
-fn path_error(e: PathRejection) -> ApiError {
-    ApiError::bad_request(format!("invalid path: {}", e.body_text()))
 }
 
 /// Upstream lets these escape as 500s (QH-7); the rule book answers 501.
@@ -46,9 +43,8 @@ fn peer_error(e: BackchannelError) -> ApiError {
 /// GET /log/{run_id}: the log file names the worker reports.
 pub async fn log_index(
     State(app): State<AppState>,
-    run_id: Result<Path<String>, PathRejection>,
+    RunId(run_id): RunId,
 ) -> Result<Response, ApiError> {
-    let Path(run_id) = run_id.map_err(path_error)?;
     let run = find_active_run(&app, &run_id).await?;
     match backchannel::list_log_files(&run.backchannel).await {
         Ok(names) => Ok(json_response(StatusCode::OK, &names)),
@@ -57,12 +53,18 @@ pub async fn log_index(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub struct LogFile {
+    filename: String,
+}
+
 /// GET /log/{run_id}/{filename}: one log file, bytes as the worker sent them.
 pub async fn log(
     State(app): State<AppState>,
-    params: Result<Path<(String, String)>, PathRejection>,
+    RunId(run_id): RunId,
+    filename: Result<Path<LogFile>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((run_id, filename)) = params.map_err(path_error)?;
+    let Path(LogFile { filename }) = filename.map_err(path_rejection)?;
     if filename.contains('/') {
         return Err(ApiError::Text {
             status: StatusCode::BAD_REQUEST,
@@ -99,11 +101,7 @@ pub async fn log(
 }
 
 /// POST /kill/{run_id}: ask the worker to stop; the run stays registered.
-pub async fn kill(
-    State(app): State<AppState>,
-    run_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let Path(run_id) = run_id.map_err(path_error)?;
+pub async fn kill(State(app): State<AppState>, RunId(run_id): RunId) -> Result<Response, ApiError> {
     let run = find_active_run(&app, &run_id).await?;
     // Captured before killing, with a fresh current_duration.
     let ret = run.to_json(&app.clock.now_naive());

@@ -1,9 +1,10 @@
 //! POST /schedule and POST /schedule-control (runner-http-api.md §2.15–§2.16).
 
 use super::fields::{
-    opt_bool, opt_bucket, opt_duration, opt_number, opt_str, request_db_error, Object,
+    opt_bool, opt_bucket, opt_duration, opt_int8, opt_str, request_db_error, Object,
 };
 use crate::db;
+use crate::db::enums::QueueBucket;
 use crate::db::interval::total_seconds;
 use crate::http::error::{json_response, reason_response};
 use crate::http::extract::json_object;
@@ -20,7 +21,7 @@ struct ScheduleResponse {
     campaign: String,
     /// Echoed as received (an int stays an int), or -1.0.
     offset: Value,
-    bucket: String,
+    bucket: QueueBucket,
     codebase: String,
     queue_id: i32,
     estimated_duration_seconds: Option<f64>,
@@ -56,9 +57,10 @@ fn schedule_error(e: ScheduleError) -> ApiError {
     }
 }
 
-/// `offset` must be a number when given; it is returned as sent.
-fn offset_field(req: &Object) -> Result<(Option<f64>, Option<&Value>), ApiError> {
-    let offset = opt_number(req, "offset")?;
+/// `offset` is bound as a bigint: an integer exactly, a float truncated, a
+/// bool as 0 or 1, beyond bigint a 400 (a 500 upstream). Returned as sent.
+fn offset_field(req: &Object) -> Result<(Option<i64>, Option<&Value>), ApiError> {
+    let offset = opt_int8(req, "offset")?;
     Ok((offset, req.get("offset").filter(|v| !v.is_null())))
 }
 
@@ -81,11 +83,8 @@ pub async fn schedule(State(app): State<AppState>, body: Bytes) -> Result<Respon
         let codebase = super::fields::req_str(&req, "codebase")?.to_owned();
         (campaign, codebase, None)
     };
-    let refresh = opt_bool(&req, "refresh", false)?;
-    let change_set = opt_str(&req, "change_set")?;
-    let requester = opt_str(&req, "requester")?;
-    let bucket = opt_bucket(&req, "bucket")?;
-    let (offset, offset_json) = offset_field(&req)?;
+    // Python converts only the duration before the command lookup; the
+    // other fields fail at the insert, after "no command specified".
     let estimated_duration = opt_duration(&req, "estimated_duration")?;
 
     // First non-empty of: a candidate's command, the campaign's, the run's.
@@ -104,6 +103,11 @@ pub async fn schedule(State(app): State<AppState>, body: Bytes) -> Result<Respon
             status: StatusCode::BAD_REQUEST,
             text: "no command specified".to_owned(),
         })?;
+    let refresh = opt_bool(&req, "refresh", false)?;
+    let change_set = opt_str(&req, "change_set")?;
+    let requester = opt_str(&req, "requester")?;
+    let bucket = opt_bucket(&req, "bucket")?;
+    let (offset, offset_json) = offset_field(&req)?;
 
     let scheduled = schedule::do_schedule(
         &mut tx,
@@ -132,14 +136,12 @@ pub async fn schedule_control(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = json_object(&body)?;
-    let change_set = opt_str(&req, "change_set")?;
-    let (offset, offset_json) = offset_field(&req)?;
+    // Before the run lookup Python only requires `requester` and converts
+    // the duration; the other fields fail later, so an unknown run is a 404
+    // whatever they hold.
     if !req.contains_key("requester") {
         return Err(ApiError::bad_request("missing field \"requester\""));
     }
-    let requester = opt_str(&req, "requester")?;
-    let refresh = opt_bool(&req, "refresh", false)?;
-    let bucket = opt_bucket(&req, "bucket")?;
     // Parsed (and so validated) but not used, as upstream (QH-13).
     let _ = opt_duration(&req, "estimated_duration")?;
 
@@ -160,6 +162,11 @@ pub async fn schedule_control(
         let revision = super::fields::req_str(&req, "main_branch_revision")?.to_owned();
         (codebase, revision)
     };
+    let change_set = opt_str(&req, "change_set")?;
+    let (offset, offset_json) = offset_field(&req)?;
+    let requester = opt_str(&req, "requester")?;
+    let refresh = opt_bool(&req, "refresh", false)?;
+    let bucket = opt_bucket(&req, "bucket")?;
     let scheduled = schedule::do_schedule_control(
         &mut tx,
         schedule::Control {

@@ -92,6 +92,55 @@ fn values_follow_python_int_and_truthiness() {
     assert_eq!(r.value, None);
 }
 
+#[test]
+fn any_queue_id_python_int_takes_is_accepted() {
+    // Unused upstream, where `int()` takes any number or bool: refusing one
+    // would lose the result.
+    for (v, want) in [
+        (json!(7), 7),
+        (json!(1.5), 1),
+        (json!(3.0), 3),
+        (json!(true), 1),
+        (json!(-0), 0),
+        // int(1e30) in Python too.
+        (json!(1e30), 1_000_000_000_000_000_019_884_624_838_656),
+        (json!(9223372036854775808u64), 9_223_372_036_854_775_808),
+    ] {
+        let r = WorkerResult::from_json(&with(json!({ "queue_id": v.clone() })))
+            .unwrap_or_else(|e| panic!("queue_id {v}: {e:?}"));
+        assert_eq!(r.queue_id, Some(want), "queue_id {v}");
+    }
+    // `int(None)` and `int([])` raise.
+    assert!(WorkerResult::from_json(&with(json!({"queue_id": null}))).is_err());
+    assert!(WorkerResult::from_json(&with(json!({"queue_id": []}))).is_err());
+}
+
+#[test]
+fn value_strings_follow_python_int() {
+    for (v, want) in [(" 4_2 ", 42), ("\u{665}", 5), ("0", 0)] {
+        let r = WorkerResult::from_json(&with(json!({ "value": v }))).unwrap();
+        assert_eq!(r.value, Some(want), "value {v:?}");
+    }
+    // ValueError upstream (a 500 after the logs are stored): refused here.
+    for v in ["_5", "5_", "5__0", "5.0", "2147483648"] {
+        assert!(
+            WorkerResult::from_json(&with(json!({ "value": v }))).is_err(),
+            "value {v:?}"
+        );
+    }
+    let r = WorkerResult::from_json(&with(json!({"queue_id": "1_0"}))).unwrap();
+    assert_eq!(r.queue_id, Some(10));
+}
+
+#[test]
+fn times_with_surrounding_whitespace_are_refused() {
+    // `datetime.fromisoformat(" 2020-…")` raises.
+    assert!(WorkerTime::parse(" 2020-02-02T10:10:30").is_none());
+    assert!(WorkerTime::parse("2020-02-02T10:10:30\n").is_none());
+    let padded = with(json!({"start_time": " 2020-02-02T10:00:00"}));
+    assert!(WorkerResult::from_json(&padded).is_err());
+}
+
 fn run() -> ActiveRun {
     let mut vcs = Map::new();
     vcs.insert("vcs_type".into(), json!("git"));

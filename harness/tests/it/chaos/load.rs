@@ -1,356 +1,10 @@
-//! Dependency faults against an in-process runner (issue 16): the test owns
-//! a Redis server of its own on a loopback port, kills it and brings it back
-//! on the same port. Each loop below is bounded in count and time.
+//! Faults under a worker-like load (issue 16): simulated workers that retry
+//! 5xx and connection errors with back-off and treat 404 as final run
+//! against the public app while a fault is injected; afterwards every 201
+//! must have its run row (and its `result` message), no queue item may have
+//! been handed out twice, and no claim may be left behind.
 
-use janitor_harness::testing::{finish_body, TestRunner};
-use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const CONFIG: &str =
-    "campaign {\n  name: \"fix\"\n  default_empty: true\n  generic_build {\n  }\n}\n";
-
-/// A redis-server on 127.0.0.1:`port` without persistence, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start(port: u16, dir: tempfile::TempDir) -> Redis {
-        Self::spawn(port, dir, false)
-    }
-
-    /// With an append-only file synced on every write, as the README asks
-    /// of production: a killed server comes back with its data.
-    fn start_persistent(port: u16, dir: tempfile::TempDir) -> Redis {
-        Self::spawn(port, dir, true)
-    }
-
-    fn spawn(port: u16, dir: tempfile::TempDir, persist: bool) -> Redis {
-        let aof = if persist { "yes" } else { "no" };
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", aof, "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (ci/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Stop (SIGSTOP) or continue (SIGCONT) it: a hung server whose
-    /// connections stay open.
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: a signal to a child this test spawned and still owns.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    /// Kill it (SIGKILL, as a crash) and give its directory back.
-    fn kill(mut self) -> (u16, tempfile::TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (self.port, dir)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn seed(t: &TestRunner, items: usize) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&t.services.db.url)
-        .await
-        .unwrap();
-    sqlx::raw_sql("INSERT INTO worker (name, password) VALUES ('w1', crypt('pw1', '$1$goldsal3'))")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    for i in 0..items {
-        sqlx::query("INSERT INTO codebase (name, vcs_type) VALUES ($1, 'git')")
-            .bind(format!("cb{i}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO queue (codebase, suite, command, bucket) VALUES ($1, 'fix', 'true', 'default')")
-            .bind(format!("cb{i}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-/// A successful finish of `run_id` with one log.
-async fn post_finish(t: &TestRunner, run_id: &str, log: &[u8]) -> reqwest::Response {
-    let (ct, body) = finish_body(
-        &json!({"code": "success", "start_time": "2020-02-02T10:00:00", "finish_time": "2020-02-02T10:00:01"}),
-        &[("worker.log", log)],
-    );
-    t.http
-        .post(t.admin(&format!("/active-runs/{run_id}/finish")))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn assign(t: &TestRunner) -> (u16, Value, Duration) {
-    let started = Instant::now();
-    let resp = t
-        .http
-        .post(t.admin("/active-runs"))
-        .json(&json!({"worker": "w1"}))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("an answer");
-    let status = resp.status().as_u16();
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (status, body, started.elapsed())
-}
-
-/// Redis killed for 3 s: requests answer 503 `{"reason"}` within 2 s and
-/// `/ready` says why; once Redis is back an assign succeeds within 5 s, and
-/// a run assigned before the outage is finished normally.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_fails_fast_and_recovers_within_seconds() {
-    let redis = Redis::start(free_port(), tempfile::tempdir().unwrap());
-    let url = redis.url();
-    let t = TestRunner::start_with(CONFIG, |s, _| s.redis_url = url)
-        .await
-        .expect("runner");
-    seed(&t, 3).await;
-    let (status, before, _) = assign(&t).await;
-    assert_eq!(status, 201, "{before}");
-    let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
-
-    let (port, dir) = redis.kill();
-    let outage = Instant::now();
-    let mut seen = 0;
-    while outage.elapsed() < Duration::from_secs(3) {
-        let (status, body, took) = assign(&t).await;
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            body["reason"].as_str().is_some_and(|r| r.contains("Redis")),
-            "{body}"
-        );
-        assert!(took < Duration::from_secs(2), "answered after {took:?}");
-        seen += 1;
-        let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
-        assert_eq!(ready.status().as_u16(), 503);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(seen >= 2);
-
-    // Back on the same port, empty (no persistence): the runner reconnects.
-    let redis = Redis::start(port, dir);
-    let back = Instant::now();
-    let recovered = loop {
-        let (status, body, _) = assign(&t).await;
-        if status == 201 {
-            break back.elapsed();
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "not recovered 5 s after Redis returned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    eprintln!("redis outage: {seen} requests answered 503 during it; recovered {recovered:?} after Redis returned");
-    let ready = t.http.get(t.admin("/ready")).send().await.unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
-    drop(redis);
-    t.runner.shutdown().await.unwrap();
-}
-
-/// Without a backup store, a finish whose log store fails answers a
-/// retryable 5xx, stores nothing and leaves no file; with one, the log goes
-/// to the backup and the result is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_log_store_goes_to_the_backup() {
-    let t = TestRunner::start_with(CONFIG, |s, dir| {
-        // A log location that cannot be a directory: every import fails.
-        std::fs::write(dir.join("not-a-dir"), "").unwrap();
-        s.logs_location = Some(dir.join("not-a-dir").display().to_string());
-        std::fs::create_dir_all(dir.join("backup")).unwrap();
-        s.backup_directory = Some(dir.join("backup"));
-    })
-    .await
-    .expect("runner");
-    let run = t.queue_and_register("fail", "fix", "true").await.unwrap();
-    let resp = post_finish(&t, &run.log_id, b"kept\n").await;
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.text().await.unwrap()
-    );
-    let backed_up = t
-        .dir
-        .path()
-        .join(format!("backup/logs/fail/{}/worker.log.gz", run.log_id));
-    assert!(
-        backed_up.exists(),
-        "no backup copy at {}",
-        backed_up.display()
-    );
-    t.runner.shutdown().await.unwrap();
-}
-
-/// Without a backup store the same failure is a retryable 503 with the
-/// reason; no run is stored and the run stays active for the retry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_backup_a_failing_log_store_is_a_503() {
-    let t = TestRunner::start_with(CONFIG, |s, dir| {
-        std::fs::write(dir.join("not-a-dir"), "").unwrap();
-        s.logs_location = Some(dir.join("not-a-dir").display().to_string());
-    })
-    .await
-    .expect("runner");
-    let run = t
-        .queue_and_register("nobackup", "fix", "true")
-        .await
-        .unwrap();
-    let resp = post_finish(&t, &run.log_id, b"lost?\n").await;
-    assert_eq!(resp.status().as_u16(), 503);
-    let reason: Value = resp.json().await.unwrap();
-    assert!(
-        reason["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("worker.log")),
-        "{reason}"
-    );
-    assert!(janitor_runner::state::get(&t.runner.app.runs, &run.log_id)
-        .await
-        .unwrap()
-        .is_some());
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&t.services.db.url)
-        .await
-        .unwrap();
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM run")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(runs, 0);
-    t.runner.shutdown().await.unwrap();
-}
-
-/// An assign that fails after its claim (here: the campaign's distribution
-/// is missing from janitor.conf, found only once the item is claimed)
-/// releases the claim before it answers: no orphan claim, no active run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_assign_failing_after_its_claim_releases_it() {
-    let config = "campaign {\n  name: \"fix\"\n  default_empty: true\n  debian_build {\n    base_distribution: \"nowhere\"\n  }\n}\n";
-    let t = TestRunner::start(config).await.expect("runner");
-    seed(&t, 1).await;
-    let (status, body, _) = assign(&t).await;
-    assert_eq!(status, 500, "{body}");
-    let app = &t.runner.app;
-    assert_eq!(
-        janitor_runner::state::active_run_count(&app.runs)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        janitor_runner::state::claim_holder(&app.runs, 1)
-            .await
-            .unwrap(),
-        None
-    );
-    // The item is still queued and can be claimed again at once.
-    let (status, _, _) = assign(&t).await;
-    assert_eq!(status, 500);
-    assert_eq!(
-        janitor_runner::state::claim_holder(&app.runs, 1)
-            .await
-            .unwrap(),
-        None
-    );
-    t.runner.shutdown().await.unwrap();
-}
-
-/// Half-sent requests and idle connections cannot hold the runner: a client
-/// that does not finish its headers is closed after the header-read
-/// timeout, and connections past the limit are closed at once while the
-/// ones within it are served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_surplus_connections_are_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let t = TestRunner::start_with(CONFIG, |s, _| {
-        s.header_read_timeout = Duration::from_secs(1);
-        s.max_connections = 2;
-    })
-    .await
-    .expect("runner");
-    let addr = t.runner.admin_addr;
-    // Half a request: closed by the runner after about a second.
-    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // A third connection while two are open: closed at once.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf))
-        .await
-        .expect("the surplus connection is closed at once")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "the surplus connection was served");
-    let started = Instant::now();
-    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
-        .await
-        .expect("the half-sent request is closed by the header-read timeout")
-        .unwrap_or(0);
-    let closed_after = started.elapsed();
-    assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
-    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
-    let _ = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
-    // Both slots are free again: a normal request is served.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let resp = t.http.get(t.admin("/health")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    t.runner.shutdown().await.unwrap();
-}
-
-// ---------------------------------------------------------------------------
-// Faults under a worker-like load (issue 16): simulated workers that retry
-// 5xx and connection errors with back-off and treat 404 as final run
-// against the public app while a fault is injected; afterwards every 201
-// must have its run row (and its `result` message), no queue item may have
-// been handed out twice, and no claim may be left behind.
-
+use super::*;
 use janitor_harness::worker_load::{self, Outcome, WorkerLoad};
 
 /// One line of the printed table.
@@ -415,6 +69,10 @@ async fn audit(
             .filter(|id| !published.contains(*id))
             .count();
     }
+    // Claims of failed or abandoned assignments are released in the
+    // background once Redis answers, and looked at again two seconds later:
+    // an orphan is a claim still held after those jobs, bounded in time.
+    let _ = tokio::time::timeout(Duration::from_secs(20), app.background.idle()).await;
     let orphans = janitor_runner::state::active_run_count(&app.runs)
         .await
         .unwrap() as usize;
@@ -435,6 +93,25 @@ async fn audit(
         );
     }
     (lost, orphans)
+}
+
+/// Audit one fault's outcome and make its line of the table; `since` is
+/// when the fault ended (recovery is measured from there).
+async fn fault_report(
+    fault: &'static str,
+    (db_url, app): (&str, &janitor_runner::app::App),
+    outcome: Outcome,
+    since: Instant,
+    messages: Option<&janitor_harness::testing::Messages>,
+) -> FaultReport {
+    let (lost, orphans) = audit(db_url, app, &outcome, messages).await;
+    FaultReport {
+        fault,
+        recovery: outcome.recovery_after(since),
+        outcome,
+        lost,
+        orphans,
+    }
 }
 
 /// Every fault of the list, each under 8 workers for a few seconds: Redis
@@ -460,6 +137,7 @@ async fn faults_under_worker_load_lose_no_result() {
         give_up: Duration::from_secs(20),
     };
     let public = t.public("");
+    let target = (t.services.db.url.as_str(), &*t.runner.app);
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut check = |r: &FaultReport| {
@@ -495,14 +173,7 @@ async fn faults_under_worker_load_lose_no_result() {
     let outcome = workers.await.unwrap();
     // The subscriber would miss what is published while it reconnects, so
     // this fault checks run rows only.
-    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, None).await;
-    let r = FaultReport {
-        fault: "Redis killed 3 s",
-        recovery: outcome.recovery_after(back),
-        outcome,
-        lost,
-        orphans,
-    };
+    let r = fault_report("Redis killed 3 s", target, outcome, back, None).await;
     check(&r);
     rows.push(r);
 
@@ -517,14 +188,7 @@ async fn faults_under_worker_load_lose_no_result() {
     redis.signal(libc::SIGCONT);
     let back = Instant::now();
     let outcome = workers.await.unwrap();
-    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
-    let r = FaultReport {
-        fault: "Redis hung 3 s",
-        recovery: outcome.recovery_after(back),
-        outcome,
-        lost,
-        orphans,
-    };
+    let r = fault_report("Redis hung 3 s", target, outcome, back, Some(&messages)).await;
     check(&r);
     rows.push(r);
 
@@ -569,14 +233,14 @@ async fn faults_under_worker_load_lose_no_result() {
     }
     let back = Instant::now();
     let outcome = workers.await.unwrap();
-    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
-    let r = FaultReport {
-        fault: "PostgreSQL refusing 3 s",
-        recovery: outcome.recovery_after(back),
+    let r = fault_report(
+        "PostgreSQL refusing 3 s",
+        target,
         outcome,
-        lost,
-        orphans,
-    };
+        back,
+        Some(&messages),
+    )
+    .await;
     check(&r);
     rows.push(r);
 
@@ -595,14 +259,14 @@ async fn faults_under_worker_load_lose_no_result() {
     let stopped = Instant::now();
     second.shutdown().await.unwrap();
     let outcome = workers.await.unwrap();
-    let (lost, orphans) = audit(&t.services.db.url, &t.runner.app, &outcome, Some(&messages)).await;
-    let r = FaultReport {
-        fault: "one of two runners stopped",
-        recovery: outcome.recovery_after(stopped),
+    let r = fault_report(
+        "one of two runners stopped",
+        target,
         outcome,
-        lost,
-        orphans,
-    };
+        stopped,
+        Some(&messages),
+    )
+    .await;
     check(&r);
     rows.push(r);
 
@@ -950,14 +614,14 @@ async fn a_postgresql_restart_under_worker_load_loses_no_result() {
     server.restart(Duration::from_secs(3)).await.unwrap();
     let back = Instant::now();
     let outcome = workers.await.unwrap();
-    let (lost, orphans) = audit(&db.url, &t.runner.app, &outcome, Some(&messages)).await;
-    let r = FaultReport {
-        fault: "PostgreSQL killed, back after 3 s",
-        recovery: outcome.recovery_after(back),
+    let r = fault_report(
+        "PostgreSQL killed, back after 3 s",
+        (&db.url, &t.runner.app),
         outcome,
-        lost,
-        orphans,
-    };
+        back,
+        Some(&messages),
+    )
+    .await;
     janitor_harness::testing::report(
         "chaos-postgres-restart",
         &table(

@@ -8,26 +8,7 @@ use breezyshim::branch::{Branch, GenericBranch};
 use breezyshim::error::Error as BrzError;
 use breezyshim::forge::{get_forge, MergeProposalStatus};
 
-/// A branch an assignment may resume from (§4.3 forge, §4.4 VCS store).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResumeBranch {
-    /// The tip as a Breezy revision id (`git-v1:<sha>` for git).
-    pub revision: String,
-    /// The branch's user URL, as ResumeInfo's `branch_url`.
-    pub url: String,
-}
-
-/// Outcome of the forge lookup (§6.6).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ForgeResume {
-    None,
-    Found(ResumeBranch),
-    /// The forge answered 429: `host` is rate limited, `reason` the error text.
-    RateLimited {
-        host: String,
-        reason: String,
-    },
-}
+use super::{ForgeResume, ResumeBranch};
 
 /// Derived-branch URL schemes in order of preference, as upstream asks.
 const PREFERRED_SCHEMES: &[&str] = &["https", "git", "bzr"];
