@@ -280,6 +280,7 @@ async fn run_steps(
         let response = prepare_response(response, step.method(), step.path());
         let response = norm.value(&response);
         steps.push(json!({"request": step.request, "response": response}));
+        running.after_step(step).await;
     }
     Ok((steps, latencies))
 }

@@ -15,8 +15,14 @@ pub enum TargetSpec {
     InProcess,
     /// A command line with placeholders (`{config}`, `{port}`, `{public_port}`,
     /// `{vcs}`, `{logs}`, `{artifacts}`, `{run_timeout}`, `{avoid_hosts}`,
-    /// `{dep_server_url}`, `{apt_archive_url}`), run with `sh -c`.
-    Command { cmd: String, settle: Duration },
+    /// `{dep_server_url}`, `{apt_archive_url}`), run with `sh -c`. It gets
+    /// `settle` after the last step; with `step_settle`, also after each
+    /// step that may store a run (see [`RunningTarget::after_step`]).
+    Command {
+        cmd: String,
+        settle: Duration,
+        step_settle: Option<Duration>,
+    },
 }
 
 impl TargetSpec {
@@ -77,6 +83,7 @@ pub enum RunningTarget {
         admin: String,
         public: String,
         settle: Duration,
+        step_settle: Option<Duration>,
         _config: std::sync::Arc<tempfile::NamedTempFile>,
     },
 }
@@ -113,7 +120,11 @@ impl RunningTarget {
                 let runner = Runner::start(s, janitor_runner::clock::system()).await?;
                 Ok(RunningTarget::InProcess(Box::new(runner)))
             }
-            TargetSpec::Command { cmd, settle } => {
+            TargetSpec::Command {
+                cmd,
+                settle,
+                step_settle,
+            } => {
                 if env.gcs.is_some() {
                     bail!("GCS storage is only wired up for the in-process target");
                 }
@@ -196,6 +207,7 @@ impl RunningTarget {
                         admin: format!("http://127.0.0.1:{port}"),
                         public: format!("http://127.0.0.1:{public_port}"),
                         settle: *settle,
+                        step_settle: *step_settle,
                         _config: config.clone(),
                     };
                     match target.wait_healthy().await {
@@ -281,6 +293,26 @@ impl RunningTarget {
         }
     }
 
+    /// Between two steps: a step that may have stored a run (an assignment
+    /// that aborts, a finish, a kill) reschedules its item in the
+    /// background, and that races with the next request: one run sees the
+    /// new queue row, another not. In process we wait for the background
+    /// work; an external runner gets its `step_settle`, if any (the
+    /// fuzzer's, so that two runs of one runner agree).
+    pub async fn after_step(&self, step: &crate::scenario::Step) {
+        if !may_store_a_run(step) {
+            return;
+        }
+        match self {
+            RunningTarget::InProcess(r) => r.background_idle().await,
+            RunningTarget::External {
+                step_settle: Some(d),
+                ..
+            } => tokio::time::sleep(*d).await,
+            RunningTarget::External { .. } => {}
+        }
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         match self {
             RunningTarget::InProcess(r) => r.shutdown().await,
@@ -299,4 +331,12 @@ impl RunningTarget {
             }
         }
     }
+}
+
+/// Assignments (which abort on failure), finishes and kills: the requests
+/// after which a runner may reschedule in the background.
+fn may_store_a_run(step: &crate::scenario::Step) -> bool {
+    let path = step.path();
+    step.method().eq_ignore_ascii_case("POST")
+        && (path.contains("active-runs") || path.starts_with("/kill/"))
 }

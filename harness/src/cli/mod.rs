@@ -14,7 +14,8 @@ use janitor_harness::target::TargetSpec;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `in-process`, or a runner command with placeholders.
+/// `in-process`, or a runner command with placeholders (settled after its
+/// last step only, as the goldens were recorded).
 pub fn target_spec(cmd: &str, settle_ms: u64) -> TargetSpec {
     if cmd == "in-process" {
         TargetSpec::InProcess
@@ -22,6 +23,7 @@ pub fn target_spec(cmd: &str, settle_ms: u64) -> TargetSpec {
         TargetSpec::Command {
             cmd: cmd.to_string(),
             settle: Duration::from_millis(settle_ms),
+            step_settle: None,
         }
     }
 }
@@ -32,8 +34,19 @@ pub fn two_targets(
     target: &[String],
     settle_ms: u64,
 ) -> anyhow::Result<(TargetSpec, TargetSpec)> {
+    // Each also settled after the steps that may reschedule in the
+    // background: else the race between a reschedule and the next request
+    // makes two runs of one runner differ (see `RunningTarget::after_step`).
+    let spec = |t: &str| match target_spec(t, settle_ms) {
+        TargetSpec::Command { cmd, settle, .. } => TargetSpec::Command {
+            cmd,
+            settle,
+            step_settle: Some(settle),
+        },
+        in_process => in_process,
+    };
     match target {
-        [a, b] => Ok((target_spec(a, settle_ms), target_spec(b, settle_ms))),
+        [a, b] => Ok((spec(a), spec(b))),
         _ => anyhow::bail!("{cmd} takes exactly two --target options"),
     }
 }

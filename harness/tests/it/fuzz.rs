@@ -21,6 +21,7 @@ fn binary(extra: &str) -> TargetSpec {
             janitor_harness::testing::runner_binary().display()
         ),
         settle: Duration::from_millis(200),
+        step_settle: Some(Duration::from_millis(200)),
     }
 }
 
@@ -105,6 +106,7 @@ async fn a_difference_b_does_not_repeat_is_not_reported() {
     let alternating = TargetSpec::Command {
         cmd: format!("sh '{}' {args}", script.display()),
         settle: Duration::from_millis(200),
+        step_settle: Some(Duration::from_millis(200)),
     };
     let s =
         Scenario::load(&janitor_harness::golden_dir().join("assign-codebase-filter.json")).unwrap();

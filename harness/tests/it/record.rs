@@ -17,6 +17,7 @@ fn binary_target() -> TargetSpec {
             janitor_harness::testing::runner_binary().display()
         ),
         settle: Duration::from_millis(200),
+        step_settle: None,
     }
 }
 
@@ -140,6 +141,7 @@ async fn a_target_that_exits_at_start_is_started_again() {
     let target = TargetSpec::Command {
         cmd,
         settle: Duration::from_millis(200),
+        step_settle: None,
     };
     let recorded = record(&input("health"), &target).await.unwrap();
     assert!(recorded.is_recorded());
