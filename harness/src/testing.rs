@@ -97,12 +97,32 @@ impl TestRunner {
         format!("http://{}{path}", self.runner.admin_addr)
     }
 
+    /// `GET` on the admin app, answered with JSON (panics otherwise, naming
+    /// the status and body).
+    pub async fn get_admin_json(&self, path: &str) -> serde_json::Value {
+        json_of(self.http.get(self.admin(path)).send().await).await
+    }
+
+    /// `POST` of `body` as JSON to the admin app, answered with JSON.
+    pub async fn post_admin_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        json_of(self.http.post(self.admin(path)).json(body).send().await).await
+    }
+
     pub fn public(&self, path: &str) -> String {
         format!(
             "http://{}{path}",
             self.runner.public_addr.expect("public app")
         )
     }
+}
+
+/// A successful answer's JSON body; a test helper's failure says what came instead.
+async fn json_of(sent: reqwest::Result<reqwest::Response>) -> serde_json::Value {
+    let resp = sent.expect("request sent");
+    let status = resp.status();
+    let text = resp.text().await.expect("body read");
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// The `janitor-runner` binary next to the running test executable

@@ -117,16 +117,7 @@ impl Env {
         assert_eq!(resp.status(), 201);
         let a: Value = resp.json().await.unwrap();
         let id = a["id"].as_str().unwrap();
-        let run: Value = self
-            .t
-            .http
-            .get(self.t.admin(&format!("/active-runs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run = self.t.get_admin_json(&format!("/active-runs/{id}")).await;
         (a["resume"].clone(), run["resume_from"].clone())
     }
 }

@@ -144,10 +144,52 @@ impl Drop for OwnedProcess {
     }
 }
 
-/// A loopback port that was free a moment ago (the caller retries on a clash).
+/// A loopback port that was free a moment ago, for a server started next (a
+/// child process, a container; the caller retries on a clash).
+///
+/// Chosen below the kernel's ephemeral range: listeners bound to port 0 (fake
+/// workers, in-process runners) and outgoing connections only ever get ports
+/// inside it. A port taken from that range and released could be handed to
+/// such a listener before the server binds it, and the server's readiness
+/// probe would then talk to the wrong one (a parallel scenario's fake worker
+/// recorded four `GET /` from moto's probe on CI). Ports this process handed
+/// out recently are not handed out again.
 pub fn free_port() -> std::io::Result<u16> {
+    use rand::Rng;
+    const FLOOR: u16 = 10_000;
+    const REMEMBERED: usize = 4096;
+    static HANDED_OUT: Mutex<std::collections::VecDeque<u16>> =
+        Mutex::new(std::collections::VecDeque::new());
+    let low = ephemeral_range().0;
+    if low > FLOOR + 2 * REMEMBERED as u16 {
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let port = rng.gen_range(FLOOR..low);
+            if handed.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            if handed.len() == REMEMBERED {
+                handed.pop_front();
+            }
+            handed.push_back(port);
+            return Ok(port);
+        }
+    }
+    // No room below the range (or all of it busy): the kernel's choice.
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The kernel's ephemeral port range (Linux's default when unreadable).
+pub fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
 }
 
 /// uid and gid of a system user, read from /etc/passwd.
@@ -172,6 +214,24 @@ pub fn server_dir(prefix: &str) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_lie_outside_the_range_port_zero_binds_use() {
+        let (low, high) = ephemeral_range();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        for p in &ports {
+            assert!(!(low..=high).contains(p), "{p} is in {low}..={high}");
+        }
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        // The clash it prevents: a listener on port 0 never gets one of them.
+        let listeners: Vec<_> = (0..200)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for l in &listeners {
+            assert!(!ports.contains(&l.local_addr().unwrap().port()));
+        }
+    }
 
     #[test]
     fn a_disarmed_process_is_unregistered_and_keeps_its_directory() {

@@ -494,16 +494,9 @@ async fn a_claim_on_an_item_finished_since_its_selection_is_withdrawn() {
         .expect("one queued item");
 
     // A: a whole cycle on the same item, through HTTP.
-    let a: Value = t
-        .http
-        .post(t.admin("/active-runs"))
-        .json(&json!({"worker": "a", "backchannel": null}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a = t
+        .post_admin_json("/active-runs", &json!({"worker": "a", "backchannel": null}))
+        .await;
     assert_eq!(a["queue_id"], json!(x.id), "A was handed another item: {a}");
     let (ct, body) = janitor_harness::load::finish_body();
     let fin = t
