@@ -8,6 +8,9 @@ use std::path::PathBuf;
 pub struct Args {
     #[arg(long, num_args = 1, required = true)]
     pub target: Vec<String>,
+    /// Time given an external target to finish background work: after the
+    /// last step, and after each assign, finish or kill (their reschedules
+    /// race with the next request).
     #[arg(long, default_value_t = 1000)]
     pub settle_ms: u64,
     pub scenarios: Vec<PathBuf>,

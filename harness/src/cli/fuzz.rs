@@ -19,6 +19,9 @@ pub struct Args {
     /// Sequences run at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Time given an external target to finish background work: after the
+    /// last step, and after each assign, finish or kill (their reschedules
+    /// race with the next request).
     #[arg(long, default_value_t = 1000)]
     pub settle_ms: u64,
     #[arg(long)]
