@@ -17,7 +17,17 @@ struct Inner {
     idle: Notify,
     /// Python's job scheduler runs at most two jobs at once.
     slots: Semaphore,
+    /// Slotted jobs queued or running. Bounded: finishes arriving faster
+    /// than their reschedules run (256 closed-loop workers) otherwise
+    /// queued jobs without end, ~3.5 KB each, and the runner's memory grew
+    /// by 4–5 MB a second while the reschedules fell further behind.
+    queued: Arc<Semaphore>,
 }
+
+/// Most slotted jobs queued or running before [`Background::spawn`] waits.
+/// (Upstream's aiojobs scheduler makes `spawn` wait too, past its pending
+/// limit.)
+pub const MAX_QUEUED_JOBS: usize = 256;
 
 impl Default for Background {
     fn default() -> Self {
@@ -27,21 +37,41 @@ impl Default for Background {
 
 impl Background {
     pub fn new(concurrency: usize) -> Self {
+        Self::with_queue_limit(concurrency, MAX_QUEUED_JOBS)
+    }
+
+    pub fn with_queue_limit(concurrency: usize, queued: usize) -> Self {
         Background {
             inner: Arc::new(Inner {
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 slots: Semaphore::new(concurrency),
+                queued: Arc::new(Semaphore::new(queued)),
             }),
         }
     }
 
     /// A job that takes one of the slots (Python's job scheduler's jobs).
-    pub fn spawn<F>(&self, job: F)
+    /// Waits while the queue is full, so a caller producing jobs faster
+    /// than they run is slowed down instead of piling them up.
+    pub async fn spawn<F>(&self, job: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.start(job, true)
+        let place = self
+            .inner
+            .queued
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the queue semaphore is never closed");
+        self.start(
+            async move {
+                let _place = place;
+                job.await
+            },
+            true,
+        )
     }
 
     /// A job of our own that waits on a dependency for seconds (a claim
@@ -112,7 +142,8 @@ mod tests {
             bg.spawn(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 c.fetch_add(1, Ordering::SeqCst);
-            });
+            })
+            .await;
         }
         bg.idle().await;
         assert_eq!(counter.load(Ordering::SeqCst), 5);
@@ -127,7 +158,8 @@ mod tests {
         let (release, held) = tokio::sync::oneshot::channel::<()>();
         bg.spawn(async move {
             let _ = held.await;
-        });
+        })
+        .await;
         let (done_tx, done) = tokio::sync::oneshot::channel();
         bg.spawn_unlimited(async move {
             let _ = done_tx.send(());
@@ -145,7 +177,33 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_does_not_wedge_idle() {
         let bg = Background::new(1);
-        bg.spawn(async { panic!("boom") });
+        bg.spawn(async { panic!("boom") }).await;
+        bg.idle().await;
+        assert_eq!(bg.in_flight(), 0);
+    }
+
+    /// Past the queue limit, `spawn` waits until a queued job is done.
+    #[tokio::test]
+    async fn spawn_waits_while_the_queue_is_full() {
+        let bg = Background::with_queue_limit(1, 2);
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        bg.spawn(async move {
+            let _ = held.await;
+        })
+        .await;
+        bg.spawn(async {}).await;
+        let third = bg.spawn(async {});
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut third)
+                .await
+                .is_err(),
+            "two jobs queued: the third spawn waits"
+        );
+        release.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("a place freed: the spawn goes through");
         bg.idle().await;
         assert_eq!(bg.in_flight(), 0);
     }

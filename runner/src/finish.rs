@@ -692,7 +692,8 @@ async fn after_release(
         run.campaign.clone(),
         run.change_set.clone(),
         context,
-    );
+    )
+    .await;
     Ok(())
 }
 

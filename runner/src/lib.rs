@@ -21,6 +21,8 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod storage;
+#[cfg(test)]
+mod test_redis;
 pub mod tls;
 pub mod types;
 pub mod urlutils;

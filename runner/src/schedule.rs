@@ -503,7 +503,7 @@ pub async fn reschedule_after_run(
 
 /// [`reschedule_after_run`] as a background job (at most two run at once,
 /// as upstream's job scheduler); failures are logged.
-pub fn spawn_reschedule_after_run(
+pub async fn spawn_reschedule_after_run(
     app: std::sync::Arc<App>,
     codebase: String,
     campaign: String,
@@ -538,7 +538,8 @@ pub fn spawn_reschedule_after_run(
                 }
             }
         }
-    });
+    })
+    .await;
 }
 
 /// The longest wait between two attempts of a failed reschedule.

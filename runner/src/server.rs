@@ -85,10 +85,12 @@ impl Runner {
             settings.metric_label_max_length,
             settings.metric_label_max_values,
         ));
+        let background = Background::default();
         let runs = crate::state::RunStore::new(
             redis,
             clock.clone(),
             metrics.clone(),
+            background.clone(),
             settings.run_timeout_minutes,
             settings.avoid_hosts.clone(),
         );
@@ -98,7 +100,7 @@ impl Runner {
             clock,
             settings,
             config,
-            background: Background::default(),
+            background,
             metrics,
             storage,
             opener,

@@ -252,6 +252,7 @@ pub fn str_timedelta(d: TimeDelta) -> String {
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
+    use crate::test_redis::test_redis;
     use crate::types::Backchannel;
     use redis::AsyncCommands;
     use wiremock::matchers::path;
@@ -375,51 +376,9 @@ mod tests {
         );
     }
 
-    /// A private redis-server on a Unix socket, killed when dropped.
-    struct TestRedis {
-        _dir: tempfile::TempDir,
-        _proc: tokio::process::Child,
-        url: String,
-    }
-
-    async fn test_redis() -> TestRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("redis.sock");
-        let proc = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server (ci/setup.sh installs it)");
-        let url = format!("redis+unix://{}", socket.display());
-        for _ in 0..1000 {
-            if let Ok(c) = redis::Client::open(url.as_str()) {
-                if c.get_multiplexed_async_connection().await.is_ok() {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        TestRedis {
-            _dir: dir,
-            _proc: proc,
-            url,
-        }
-    }
-
     async fn test_app(redis_url: &str, clock: Arc<ManualClock>) -> App {
         let client = redis::Client::open(redis_url).unwrap();
+        let background = crate::background::Background::new(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let settings = crate::settings::Settings::new("postgres://unused", redis_url);
         App {
@@ -429,13 +388,14 @@ mod tests {
                 redis::aio::ConnectionManager::new(client).await.unwrap(),
                 clock.clone(),
                 metrics.clone(),
+                background.clone(),
                 settings.run_timeout_minutes,
                 Vec::new(),
             ),
             clock,
             settings,
             config: crate::config::parse_config("").unwrap(),
-            background: crate::background::Background::new(1),
+            background,
             metrics,
             storage: crate::storage::Storage::default(),
             opener: Arc::new(crate::vcs::DefaultOpener),

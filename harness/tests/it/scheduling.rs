@@ -506,7 +506,8 @@ async fn reschedule_after_run_requeues_from_the_candidate_or_does_nothing() {
         "fix".into(),
         None,
         None,
-    );
+    )
+    .await;
     runner.background_idle().await;
     let rows = db::queue::list(&mut conn, None).await.unwrap();
     assert_eq!(rows.len(), 1, "no candidate for alpha: {rows:?}");

@@ -25,15 +25,19 @@ pub use status::*;
 
 /// The runner's Redis state behind one object: the connection, the clock
 /// that stamps what it writes, the metrics it keeps exact, the status
-/// publisher, and the two settings the status document reports. Owned by
-/// `App`; this module's functions take it as their first argument.
+/// publisher (and the background jobs that build large publications), and
+/// the two settings the status document reports. Owned by `App`; this
+/// module's functions take it as their first argument. Cheap to clone (a
+/// deferred publication takes a copy).
+#[derive(Clone)]
 pub struct RunStore {
     pub(crate) redis: redis::aio::ConnectionManager,
     pub(crate) clock: SharedClock,
     pub(crate) metrics: std::sync::Arc<Metrics>,
-    pub(crate) status: StatusPublisher,
+    pub(crate) status: std::sync::Arc<StatusPublisher>,
+    pub(crate) background: crate::background::Background,
     pub(crate) run_timeout_minutes: u64,
-    pub(crate) avoid_hosts: Vec<String>,
+    pub(crate) avoid_hosts: std::sync::Arc<[String]>,
 }
 
 impl RunStore {
@@ -41,6 +45,7 @@ impl RunStore {
         redis: redis::aio::ConnectionManager,
         clock: SharedClock,
         metrics: std::sync::Arc<Metrics>,
+        background: crate::background::Background,
         run_timeout_minutes: u64,
         avoid_hosts: Vec<String>,
     ) -> RunStore {
@@ -48,9 +53,10 @@ impl RunStore {
             redis,
             clock,
             metrics,
-            status: StatusPublisher::default(),
+            status: Default::default(),
+            background,
             run_timeout_minutes,
-            avoid_hosts,
+            avoid_hosts: avoid_hosts.into(),
         }
     }
 
