@@ -502,7 +502,9 @@ pub async fn reschedule_after_run(
 }
 
 /// [`reschedule_after_run`] as a background job (at most two run at once,
-/// as upstream's job scheduler); failures are logged.
+/// as upstream's job scheduler); failures are logged. Waits while the job
+/// queue is full (`background::MAX_QUEUED_JOBS`), so a finish is paced by
+/// the reschedules it causes.
 pub async fn spawn_reschedule_after_run(
     app: std::sync::Arc<App>,
     codebase: String,
