@@ -3,7 +3,7 @@
 //!
 //! Rules from FORMAT.md: object key order never matters; array order does,
 //! except for the lists compared as sets (`logs` of a finish response and
-//! every `logfilenames`); `db_after` tables are multisets of rows; numbers
+//! every `logfilenames`, published messages' included); `db_after` tables are multisets of rows; numbers
 //! compare by value *and* kind (`15` is not `15.0`); a response recorded with
 //! `body_ignored` is compared on status and content type only.
 
@@ -70,6 +70,11 @@ pub fn compare_outputs(golden: &Value, ours: &Value) -> Vec<Difference> {
     for v in [&mut g_redis, &mut o_redis] {
         if v.is_null() {
             *v = serde_json::json!({"keys": {}, "published": {}});
+        }
+        // A published `result` message is `result.json()`: its
+        // `logfilenames` is a set like every other (FORMAT.md §3).
+        if let Some(p) = v.get_mut("published") {
+            *p = set_lists(p.take(), false);
         }
     }
     diff(&g_redis, &o_redis, "redis_after", &mut out);
@@ -290,6 +295,20 @@ mod tests {
         let d = compare_outputs(&g, &o2);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].path.contains("filenames"));
+    }
+
+    #[test]
+    fn published_logfilenames_are_sets_and_other_published_lists_are_not() {
+        let msg = |logs: [&str; 2], other: [&str; 2]| {
+            json!({"redis_after": {"keys": {}, "published": {"result": [
+                {"json": {"logfilenames": logs, "other": other}}
+            ]}}})
+        };
+        let g = msg(["a", "b"], ["x", "y"]);
+        assert!(compare_outputs(&g, &msg(["b", "a"], ["x", "y"])).is_empty());
+        let d = compare_outputs(&g, &msg(["b", "a"], ["y", "x"]));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().all(|d| d.path.contains("other")), "{d:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use janitor_harness::testing::{peak_rss_kib, write_random_file};
 use janitor_runner::storage::artifacts::ArtifactManager;
 use janitor_runner::storage::gcs::{client, GcsArtifactManager, GcsLogManager};
-use janitor_runner::storage::logs::LogManager;
+use janitor_runner::storage::logs::{LogManager, LogSource};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 
@@ -32,7 +32,7 @@ async fn large_uploads_are_streamed_from_disk() {
             "c",
             "r1",
             "build.log",
-            &tmp.path().join("big_1_amd64.deb"),
+            &LogSource::path(&tmp.path().join("big_1_amd64.deb")),
             7,
         )
         .await

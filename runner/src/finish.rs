@@ -14,26 +14,44 @@ use crate::types::result::{
 };
 use crate::types::ActiveRun;
 use chrono::{NaiveDateTime, Timelike};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `.changes` files are read whole; anything bigger is not a `.changes` file.
 const MAX_CHANGES_SIZE: u64 = 16 << 20;
 
-/// What the worker uploaded: the files (in a private temporary directory),
-/// their names in upload order, and the `result.json` bytes if sent.
+pub mod upload;
+
+pub use upload::UploadFiles;
+
+/// What the worker uploaded: the files (in memory or in a private temporary
+/// directory), their names in upload order, and the `result.json` bytes if
+/// sent.
 #[derive(Debug)]
 pub struct Upload {
-    pub dir: tempfile::TempDir,
+    pub files: UploadFiles,
     pub filenames: Vec<String>,
     pub result_json: Option<Vec<u8>>,
-    /// Bytes of the files in `dir`.
+    /// Bytes of the files.
     pub bytes: u64,
 }
 
 /// Uploads up to this size are listed, compressed and deleted on the async
 /// thread: a few small-file syscalls cost less than two thread hand-offs.
 pub const SMALL_UPLOAD: u64 = 256 << 10;
+
+/// `f` over the files on the blocking pool (for a big upload on disk).
+async fn on_blocking_pool<T: Send + 'static>(
+    files: UploadFiles,
+    f: impl FnOnce(&UploadFiles) -> T + Send + 'static,
+) -> Result<(UploadFiles, T), FinishError> {
+    Ok(tokio::task::spawn_blocking(move || {
+        let out = f(&files);
+        (files, out)
+    })
+    .await
+    .map_err(anyhow::Error::from)?)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinishError {
@@ -135,21 +153,11 @@ pub fn is_log_filename(name: &str) -> bool {
     }
 }
 
-/// Names of the regular files in `dir` that are logs, in listing order.
-pub fn gather_logs(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            continue;
-        }
-        if let Some(name) = entry.file_name().to_str() {
-            if is_log_filename(name) {
-                out.push(name.to_string());
-            }
-        }
-    }
-    Ok(out)
+/// Names of the uploaded files that are logs.
+pub fn gather_logs(files: &UploadFiles) -> std::io::Result<Vec<String>> {
+    let mut names = files.names()?;
+    names.retain(|n| is_log_filename(n));
+    Ok(names)
 }
 
 /// The fields of a `.changes` file the runner uses.
@@ -223,35 +231,27 @@ pub fn parse_changes(text: &str) -> Changes {
 }
 
 /// `find_changes` plus the artifact list: fills the Debian result from the
-/// `.changes` files in `dir`. None found → the result stays falsy. Files
+/// uploaded `.changes` files. None found → the result stays falsy. Files
 /// disagreeing on Source/Version/Distribution, or lacking one, are refused
 /// (a 500 upstream).
-pub fn scan_debian_output(dir: &Path, result: &mut DebianResult) -> Result<(), FinishError> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(anyhow::Error::from)? {
-        let entry = entry.map_err(anyhow::Error::from)?;
-        if let Some(name) = entry.file_name().to_str() {
-            if name.ends_with(".changes") && entry.file_type().is_ok_and(|t| t.is_file()) {
-                names.push(name.to_string());
-            }
-        }
-    }
+pub fn scan_debian_output(
+    files: &UploadFiles,
+    result: &mut DebianResult,
+) -> Result<(), FinishError> {
+    let mut names = files.names().map_err(anyhow::Error::from)?;
+    names.retain(|n| n.ends_with(".changes"));
     if names.is_empty() {
-        tracing::info!("no changes file found in {}", dir.display());
+        tracing::info!("no changes file found in the upload");
         return Ok(());
     }
     let (mut source, mut version, mut distribution) = (None, None, None);
     let mut binary_packages = Vec::new();
     let mut artifacts = Vec::new();
     for name in &names {
-        let path = dir.join(name);
-        let too_big =
-            std::fs::metadata(&path).map_err(anyhow::Error::from)?.len() > MAX_CHANGES_SIZE;
-        let text = if too_big {
-            None
-        } else {
-            String::from_utf8(std::fs::read(&path).map_err(anyhow::Error::from)?).ok()
-        };
+        let text = files
+            .read_at_most(name, MAX_CHANGES_SIZE)
+            .map_err(anyhow::Error::from)?
+            .and_then(|raw| String::from_utf8(raw).ok());
         // PostgreSQL text cannot hold NUL: such a file is no `.changes` file.
         let Some(text) = text.filter(|t| !t.contains('\0')) else {
             return Err(InvalidResult(format!("{name} is not a readable .changes file")).into());
@@ -300,7 +300,7 @@ pub async fn finish(
     upload: Upload,
 ) -> Result<Finished, FinishError> {
     let Upload {
-        dir,
+        mut files,
         filenames,
         result_json,
         bytes,
@@ -308,26 +308,25 @@ pub async fn finish(
     let small = bytes <= SMALL_UPLOAD;
     let raw = result_json.ok_or(FinishError::MissingResult)?;
     let mut worker = WorkerResult::from_slice(&raw)?;
-    let path: PathBuf = dir.path().to_path_buf();
 
     // Scanning the build output may refuse the upload, so it precedes any storing.
     if let Some(BuilderResult::Debian(d)) = &mut worker.builder_result {
-        let (p, mut scanned) = (path.clone(), std::mem::take(d));
-        *d = tokio::task::spawn_blocking(move || {
-            scan_debian_output(&p, &mut scanned).map(|_| scanned)
+        let mut scanned = std::mem::take(d);
+        let (back, outcome) = on_blocking_pool(files, move |f| {
+            scan_debian_output(f, &mut scanned).map(|_| scanned)
         })
-        .await
-        .map_err(anyhow::Error::from)??;
+        .await?;
+        files = back;
+        *d = outcome?;
     }
     let logs = if small {
-        gather_logs(&path).map_err(anyhow::Error::from)?
+        gather_logs(&files)
     } else {
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || gather_logs(&p))
-            .await
-            .map_err(anyhow::Error::from)?
-            .map_err(anyhow::Error::from)?
-    };
+        let (back, logs) = on_blocking_pool(files, gather_logs).await?;
+        files = back;
+        logs
+    }
+    .map_err(anyhow::Error::from)?;
     let result = JanitorResult::from_worker(run, worker, logs.clone());
 
     // Nothing is written to the stores before this finish owns the run: a
@@ -340,7 +339,7 @@ pub async fn finish(
     // cancels the handler, never a half-done store or the lock's release.
     let (app, run) = (app.clone(), run.clone());
     tokio::spawn(async move {
-        let outcome = finish_owned(&app, &run, dir, filenames, logs, small, result).await;
+        let outcome = finish_owned(&app, &run, files, filenames, logs, small, result).await;
         if let Err(e) = lock.release(&app.runs).await {
             tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
         }
@@ -393,7 +392,7 @@ pub async fn answer_retry(
 async fn finish_owned(
     app: &Arc<App>,
     run: &ActiveRun,
-    dir: tempfile::TempDir,
+    mut files: UploadFiles,
     filenames: Vec<String>,
     logs: Vec<String>,
     small: bool,
@@ -406,16 +405,27 @@ async fn finish_owned(
         let times = (result.start_time.utc(), result.finish_time.utc());
         return answer_retry(app, Some(run), stored, filenames, Some(times)).await;
     }
-    let path: PathBuf = dir.path().to_path_buf();
-    import_logs(app, run, &path, &logs, result).await?;
+    import_logs(app, run, &files, &logs, result).await?;
 
     let artifacts = match &result.builder_result {
         Some(b) => {
             let names = b.artifact_names();
+            // The stores copy artifacts from files: an upload held in memory
+            // moves to disk only when there are some (none is read otherwise).
+            let dir = if names.is_empty() {
+                PathBuf::new()
+            } else {
+                files
+                    .dir()
+                    .map_err(|e| {
+                        FinishError::StoreFailed(format!("keeping the artifacts failed: {e}"))
+                    })?
+                    .to_path_buf()
+            };
             match artifacts::store_with_backup(
                 app.storage.artifacts.as_ref(),
                 app.storage.backup_artifacts.as_deref(),
-                &path,
+                &dir,
                 &run.log_id,
                 &names,
             )
@@ -434,9 +444,9 @@ async fn finish_owned(
     };
     // Big uploads take a moment to delete; keep that off the async workers.
     if small {
-        drop(dir);
+        drop(files);
     } else {
-        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+        let _ = tokio::task::spawn_blocking(move || drop(files)).await;
     }
 
     store_finished(app, run, result).await?;
@@ -452,7 +462,7 @@ async fn finish_owned(
 async fn import_logs(
     app: &App,
     run: &ActiveRun,
-    dir: &Path,
+    files: &UploadFiles,
     names: &[String],
     result: &JanitorResult,
 ) -> Result<(), FinishError> {
@@ -465,9 +475,10 @@ async fn import_logs(
         .clamp(0, u32::MAX as i64) as u32;
     let now = app.clock.now_naive();
     let jobs = names.iter().map(|name| {
-        let path = dir.join(name);
+        let src = files.source(name);
         let codebase = &codebase;
         async move {
+            let src = src.map_err(|e| FinishError::Internal(e.into()))?;
             logs::import_log(
                 app.storage.logs.as_ref(),
                 app.storage.backup_logs.as_deref(),
@@ -475,7 +486,7 @@ async fn import_logs(
                 codebase,
                 &run.log_id,
                 name,
-                &path,
+                &src,
                 mtime,
                 now,
             )
@@ -515,30 +526,32 @@ async fn store_finished(
     run: &ActiveRun,
     result: &mut JanitorResult,
 ) -> Result<(), FinishError> {
-    let mut tx = app.db.begin().await?;
-    let change_set = match result.change_set.as_deref() {
-        Some(cs) if !cs.is_empty() => cs.to_string(),
-        _ => {
-            db::runs::store_change_set(&mut tx, &result.log_id, &result.campaign).await?;
-            result.change_set = Some(result.log_id.clone());
-            result.log_id.clone()
-        }
-    };
-    // Upstream loses the result on the foreign-key error; keep the run
-    // and leave the worker unset (divergence-policy §2).
-    let worker = match result.worker_name.as_deref() {
-        Some(w) if db::runs::worker_exists(&mut tx, w).await? => Some(w),
-        Some(w) => {
-            tracing::warn!(run_id = %result.log_id, worker = w, "worker not registered; storing the run without it");
-            None
-        }
-        None => None,
-    };
-    let record = run_record(run, result, worker, &change_set);
+    let new_change_set = !result
+        .change_set
+        .as_deref()
+        .is_some_and(|cs| !cs.is_empty());
+    if new_change_set {
+        result.change_set = Some(result.log_id.clone());
+    }
+    let change_set = result.change_set.clone().unwrap_or_default();
     let branches = result_branches(result);
-    if let Err(e) = db::runs::store_run(&mut tx, &record, &branches).await {
-        if db::runs::is_run_exists(&e) {
-            tx.rollback().await?;
+    let record = db::runs::FinishedRun {
+        run: run_record(run, result, result.worker_name.as_deref(), &change_set),
+        new_change_set,
+        branches: &branches,
+        build: debian_build_record(result),
+        queue: db::runs::QueueRow {
+            id: run.queue_id,
+            codebase: run.codebase.as_deref(),
+            campaign: &run.campaign,
+            change_set: run.change_set.as_deref(),
+        },
+    };
+    let mut conn = app.db.acquire().await?;
+    let stored = match db::runs::store_finished(&mut conn, &record).await {
+        Ok(stored) => stored,
+        Err(e) if db::runs::is_run_exists(&e) => {
+            drop(conn);
             // Stored by an attempt that could not release it: complete
             // that release with the stored result.
             if let Some(stored) = stored_run(app, &result.log_id).await? {
@@ -546,13 +559,14 @@ async fn store_finished(
             }
             return Err(FinishError::RunExists(result.log_id.clone()));
         }
-        return Err(e.into());
+        Err(e) => return Err(e.into()),
+    };
+    drop(conn);
+    // Upstream loses the result on the foreign-key error; the run is kept
+    // with the worker unset (divergence-policy §2).
+    if let (false, Some(w)) = (stored.worker_known, result.worker_name.as_deref()) {
+        tracing::warn!(run_id = %result.log_id, worker = w, "worker not registered; stored the run without it");
     }
-    if let Some(build) = debian_build_record(result) {
-        db::runs::store_debian_build(&mut tx, &build).await?;
-    }
-    db::queue::delete_item(&mut tx, run).await?;
-    tx.commit().await?;
     count_stored(app, run, result);
 
     state::release_finished(

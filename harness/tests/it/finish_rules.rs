@@ -117,3 +117,38 @@ async fn upload_names_leaving_the_directory_are_refused() {
         .is_some());
     env.t.runner.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_item_requeued_under_another_change_set_goes_with_its_run() {
+    let mut env = start().await;
+    // Another queue row the finish must leave alone.
+    let other = env
+        .t
+        .queue_and_register("other", "scratch", "true")
+        .await
+        .expect("second run");
+    // The item moved to another change set since it was assigned: the
+    // run's (codebase, campaign, change set) key no longer finds it.
+    sqlx::query("INSERT INTO change_set (id, campaign) VALUES ('moved', 'scratch')")
+        .execute(&mut env.conn)
+        .await
+        .expect("change set");
+    sqlx::query("UPDATE queue SET change_set = 'moved' WHERE id = $1")
+        .bind(env.run.queue_id)
+        .execute(&mut env.conn)
+        .await
+        .expect("move");
+    let (status, json) = finish(&env, "worker.log").await;
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(runs_stored(&mut env).await, 1);
+    let ids: Vec<(i32,)> = sqlx::query_as("SELECT id FROM queue ORDER BY id")
+        .fetch_all(&mut env.conn)
+        .await
+        .expect("queue");
+    assert_eq!(
+        ids,
+        [(other.queue_id as i32,)],
+        "only the finished run's item goes"
+    );
+    env.t.runner.shutdown().await.expect("shutdown");
+}

@@ -296,7 +296,7 @@ async fn a_large_artifact_arrives_whole() {
 /// "permission denied", which `import_log` answers with the dated name.
 #[tokio::test]
 async fn a_forbidden_log_upload_is_permission_denied() {
-    use janitor_runner::storage::logs::{LogError, LogManager};
+    use janitor_runner::storage::logs::{LogError, LogManager, LogSource};
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(ResponseTemplate::new(403))
@@ -309,7 +309,14 @@ async fn a_forbidden_log_upload_is_permission_denied() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("build.log");
     std::fs::write(&src, "x").unwrap();
-    let r = m.import_log("c", "r", "build.log", &src, 0).await;
+    let r = m
+        .import_log("c", "r", "build.log", &LogSource::path(&src), 0)
+        .await;
+    assert!(matches!(r, Err(LogError::PermissionDenied(_))), "{r:?}");
+    // A log held in memory (a small upload) goes the same way.
+    let r = m
+        .import_log("c", "r", "build.log", &LogSource::bytes(b"x"), 0)
+        .await;
     assert!(matches!(r, Err(LogError::PermissionDenied(_))), "{r:?}");
 }
 

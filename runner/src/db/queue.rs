@@ -226,33 +226,3 @@ pub async fn exists(conn: &mut PgConnection, item: &NextItem) -> sqlx::Result<bo
     .fetch_one(conn)
     .await
 }
-
-/// Delete the queue item a stored run consumed. `queue.id` has no index of
-/// its own, so the row is found through the unique (codebase, suite,
-/// change set) index the run carries; `id` still decides which row goes.
-pub async fn delete_item(
-    conn: &mut PgConnection,
-    run: &crate::types::ActiveRun,
-) -> sqlx::Result<()> {
-    let q = match &run.codebase {
-        Some(codebase) => sqlx::query(
-            "DELETE FROM queue WHERE codebase = $2 AND suite = $3 \
-             AND coalesce(change_set, '') = coalesce($4, '') AND id = $1",
-        )
-        .bind(run.queue_id)
-        .bind(codebase)
-        .bind(&run.campaign)
-        .bind(&run.change_set),
-        None => sqlx::query("DELETE FROM queue WHERE id = $1").bind(run.queue_id),
-    };
-    let done = q.execute(&mut *conn).await?;
-    if done.rows_affected() == 0 && run.codebase.is_some() {
-        // A queue row whose key no longer matches the run (e.g. re-queued
-        // under another change set) still goes, as upstream deletes by id.
-        sqlx::query("DELETE FROM queue WHERE id = $1")
-            .bind(run.queue_id)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}

@@ -211,7 +211,7 @@ pub async fn resume_run(
 
 // --- Storing finished runs (runner-internals.md §7.1, §7.3, §7.4) ---
 
-/// One `run` row as `store_run` writes it.
+/// One `run` row as `store_finished` writes it.
 #[derive(Debug, Clone)]
 pub struct RunRecord<'a> {
     pub id: &'a str,
@@ -232,6 +232,7 @@ pub struct RunRecord<'a> {
     pub subpath: Option<&'a str>,
     pub logfilenames: &'a [String],
     pub value: Option<i32>,
+    /// The worker that ran it; stored only if it has a `worker` row.
     pub worker: Option<&'a str>,
     /// `(actual_name, revision)`; `None` → NULL, empty → `{}`.
     pub result_tags: Option<Vec<(Option<String>, String)>>,
@@ -245,35 +246,66 @@ pub struct RunRecord<'a> {
     pub codebase: &'a str,
 }
 
-/// Insert a change set unless it exists.
-pub async fn store_change_set(
-    conn: &mut PgConnection,
-    id: &str,
-    campaign: &str,
-) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO change_set (id, campaign) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(id)
-        .bind(campaign)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// The queue row a stored run came from: deleted with the run's insert.
+#[derive(Debug, Clone)]
+pub struct QueueRow<'a> {
+    pub id: i64,
+    pub codebase: Option<&'a str>,
+    pub campaign: &'a str,
+    pub change_set: Option<&'a str>,
 }
 
-/// Whether `worker` has a row (run.worker references it).
-pub async fn worker_exists(conn: &mut PgConnection, name: &str) -> sqlx::Result<bool> {
-    let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM worker WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.is_some())
+/// Everything storing one finished run writes (runner-internals.md §7.1).
+#[derive(Debug, Clone)]
+pub struct FinishedRun<'a> {
+    pub run: RunRecord<'a>,
+    /// Insert the run's change set (`run.change_set`) unless it exists.
+    pub new_change_set: bool,
+    pub branches: &'a [ResultBranchRow],
+    pub build: Option<DebianBuildRecord<'a>>,
+    pub queue: QueueRow<'a>,
 }
 
-/// Insert the run row and its result branches.
-pub async fn store_run(
-    conn: &mut PgConnection,
-    run: &RunRecord<'_>,
-    branches: &[ResultBranchRow],
-) -> sqlx::Result<()> {
+/// What storing a finished run found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stored {
+    /// `run.worker` has a `worker` row; otherwise the run is stored with
+    /// no worker (upstream loses the result on the foreign-key error).
+    pub worker_known: bool,
+}
+
+/// Store a finished run: its change set if new, the run row (with the
+/// worker only if registered), its Debian build and the deletion of its
+/// queue row as one statement, then its result branches if it has any.
+/// One statement is atomic on its own and costs one round trip where a
+/// transaction of the same writes took six or more. Rows inserted by one part are visible to the
+/// foreign-key checks and the `AFTER` triggers, which run once the whole
+/// statement is done.
+///
+/// `queue.id` has no index of its own, so the queue row is found through
+/// the unique (codebase, suite, change set) index, `id` still deciding
+/// which row goes; by `id` alone (a scan) only when that finds nothing,
+/// e.g. an item re-queued under another change set, as upstream deletes
+/// by id.
+pub async fn store_finished(conn: &mut PgConnection, f: &FinishedRun<'_>) -> sqlx::Result<Stored> {
+    if f.branches.is_empty() {
+        return store_run_and_more(conn, f).await;
+    }
+    // Upstream inserts the branches after the run, so the run's `last_run`
+    // trigger has run before they exist (its `last_unabsorbed_run_id` stays
+    // NULL, as the goldens show): a second statement, in one transaction.
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let stored = store_run_and_more(&mut tx, f).await?;
+    store_branches(&mut tx, f.run.id, f.branches).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Everything [`store_finished`] writes but the result branches, as one
+/// statement.
+async fn store_run_and_more(conn: &mut PgConnection, f: &FinishedRun<'_>) -> sqlx::Result<Stored> {
+    let run = &f.run;
     let (tag_names, tag_revisions): (Option<Vec<Option<String>>>, Option<Vec<String>>) =
         match &run.result_tags {
             Some(tags) => {
@@ -282,17 +314,35 @@ pub async fn store_run(
             }
             None => (None, None),
         };
-    sqlx::query(
-        "INSERT INTO run (id, command, description, result_code, start_time, finish_time, \
-         instigated_context, context, main_branch_revision, revision, result, suite, vcs_type, \
-         branch_url, subpath, logfilenames, value, worker, result_tags, resume_from, \
-         failure_details, failure_stage, target_branch_url, change_set, failure_transient, codebase) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12, $13::vcs_type, \
-         $14, $15, $16, $17, $18, \
-         CASE WHEN $20::text[] IS NULL THEN NULL ELSE ARRAY( \
-           SELECT ROW(t.n, t.r)::result_tag \
-           FROM unnest($19::text[], $20::text[]) WITH ORDINALITY AS t(n, r, i) ORDER BY t.i) END, \
-         $21, $22::text::json, $23, $24, $25, $26, $27)",
+    let build = f.build.as_ref();
+    let (worker_known,): (bool,) = sqlx::query_as(
+        "WITH cs AS ( \
+           INSERT INTO change_set (id, campaign) SELECT $25::text, $12::text WHERE $28 \
+           ON CONFLICT DO NOTHING), \
+         w AS (SELECT name FROM worker WHERE name = $18::text), \
+         r AS ( \
+           INSERT INTO run (id, command, description, result_code, start_time, finish_time, \
+           instigated_context, context, main_branch_revision, revision, result, suite, vcs_type, \
+           branch_url, subpath, logfilenames, value, worker, result_tags, resume_from, \
+           failure_details, failure_stage, target_branch_url, change_set, failure_transient, \
+           codebase) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text, \
+           $13::vcs_type, $14, $15, $16, $17, (SELECT name FROM w), \
+           CASE WHEN $20::text[] IS NULL THEN NULL ELSE ARRAY( \
+             SELECT ROW(t.n, t.r)::result_tag \
+             FROM unnest($19::text[], $20::text[]) WITH ORDINALITY AS t(n, r, i) \
+             ORDER BY t.i) END, \
+           $21, $22::text::json, $23, $24, $25::text, $26, $27)), \
+         d AS ( \
+           INSERT INTO debian_build (run_id, source, version, distribution, lintian_result, \
+           binary_packages) \
+           SELECT $1, $30, $31::text::debversion, $32, $33::text::json, $34 WHERE $29), \
+         q AS ( \
+           DELETE FROM queue WHERE codebase = $36 AND suite = $37 \
+           AND coalesce(change_set, '') = coalesce($38, '') AND id = $35 RETURNING id), \
+         q_by_id AS ( \
+           DELETE FROM queue WHERE id = $35 AND NOT EXISTS (SELECT FROM q)) \
+         SELECT EXISTS (SELECT FROM w)",
     )
     .bind(run.id)
     .bind(run.command)
@@ -321,21 +371,52 @@ pub async fn store_run(
     .bind(run.change_set)
     .bind(run.failure_transient)
     .bind(run.codebase)
-    .execute(&mut *conn)
+    .bind(f.new_change_set)
+    .bind(build.is_some())
+    .bind(build.and_then(|b| b.source))
+    .bind(build.map(|b| b.version))
+    .bind(build.and_then(|b| b.distribution))
+    .bind(build.and_then(|b| b.lintian_result.as_deref()))
+    .bind(build.and_then(|b| b.binary_packages))
+    .bind(f.queue.id)
+    .bind(f.queue.codebase)
+    .bind(f.queue.campaign)
+    .bind(f.queue.change_set)
+    .fetch_one(conn)
     .await?;
+    Ok(Stored { worker_known })
+}
+
+/// The result branches of run `run_id`, in order.
+async fn store_branches(
+    conn: &mut PgConnection,
+    run_id: &str,
+    branches: &[ResultBranchRow],
+) -> sqlx::Result<()> {
+    let mut roles = Vec::with_capacity(branches.len());
+    let mut remote_names = Vec::with_capacity(branches.len());
+    let mut base_revisions = Vec::with_capacity(branches.len());
+    let mut revisions = Vec::with_capacity(branches.len());
     for (role, remote_name, base_revision, revision) in branches {
-        sqlx::query(
-            "INSERT INTO new_result_branch (run_id, role, remote_name, base_revision, revision) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(run.id)
-        .bind(role)
-        .bind(remote_name)
-        .bind(base_revision)
-        .bind(revision)
-        .execute(&mut *conn)
-        .await?;
+        roles.push(role.as_str());
+        remote_names.push(remote_name.as_deref());
+        base_revisions.push(base_revision.as_deref());
+        revisions.push(revision.as_deref());
     }
+    sqlx::query(
+        "INSERT INTO new_result_branch (run_id, role, remote_name, base_revision, revision) \
+         SELECT $1, t.role, t.remote_name, t.base_revision, t.revision \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
+           WITH ORDINALITY AS t(role, remote_name, base_revision, revision, i) \
+         ORDER BY t.i",
+    )
+    .bind(run_id)
+    .bind(roles)
+    .bind(remote_names)
+    .bind(base_revisions)
+    .bind(revisions)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -349,25 +430,6 @@ pub struct DebianBuildRecord<'a> {
     /// JSON text; `None` → NULL.
     pub lintian_result: Option<String>,
     pub binary_packages: Option<&'a [String]>,
-}
-
-pub async fn store_debian_build(
-    conn: &mut PgConnection,
-    b: &DebianBuildRecord<'_>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO debian_build (run_id, source, version, distribution, lintian_result, \
-         binary_packages) VALUES ($1, $2, $3::text::debversion, $4, $5::text::json, $6)",
-    )
-    .bind(b.run_id)
-    .bind(b.source)
-    .bind(b.version)
-    .bind(b.distribution)
-    .bind(&b.lintian_result)
-    .bind(b.binary_packages)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// True when `e` is the run primary-key clash (the run was stored before).

@@ -47,13 +47,21 @@ fn changes_files_are_parsed_like_deb822() {
     assert_eq!(parse_changes(&signed), c);
 }
 
+/// An upload of `files`, held in memory.
+fn upload(files: &[(&str, &str)]) -> UploadFiles {
+    let mut up = UploadFiles::default();
+    for (name, text) in files {
+        up.put(name, text.as_bytes().to_vec()).unwrap();
+    }
+    up
+}
+
 #[test]
 fn debian_output_lists_artifacts_and_binaries() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("debpkg_1_amd64.changes"), CHANGES).unwrap();
-    std::fs::write(dir.path().join("build.log"), "x").unwrap();
-    let mut d = DebianResult::default();
-    scan_debian_output(dir.path(), &mut d).unwrap();
+    let files = [("debpkg_1_amd64.changes", CHANGES), ("build.log", "x")];
+    let mut in_memory = DebianResult::default();
+    scan_debian_output(&upload(&files), &mut in_memory).unwrap();
+    let d = in_memory;
     assert_eq!(d.binary_packages, Some(vec!["debpkg".to_string()]));
     assert_eq!(
         d.changes_filenames,
@@ -67,41 +75,42 @@ fn debian_output_lists_artifacts_and_binaries() {
             "debpkg_1_amd64.changes"
         ]
     );
-    let empty = tempfile::tempdir().unwrap();
+    // The same files on disk give the same result.
+    let mut on_disk = upload(&files);
+    on_disk.dir().unwrap();
+    assert!(!on_disk.in_memory());
+    let mut d2 = DebianResult::default();
+    scan_debian_output(&on_disk, &mut d2).unwrap();
+    assert_eq!(d2, d);
+    assert_eq!(gather_logs(&on_disk).unwrap(), ["build.log"]);
+    assert_eq!(gather_logs(&upload(&files)).unwrap(), ["build.log"]);
+
     let mut d = DebianResult::default();
-    scan_debian_output(empty.path(), &mut d).unwrap();
+    scan_debian_output(&upload(&[]), &mut d).unwrap();
     assert_eq!(d.changes_filenames, None);
 }
 
 #[test]
 fn changes_files_with_nul_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("a.changes"),
-        CHANGES.replace("Source: debpkg", "Source: deb\0pkg"),
-    )
-    .unwrap();
+    let nul = CHANGES.replace("Source: debpkg", "Source: deb\0pkg");
     assert!(matches!(
-        scan_debian_output(dir.path(), &mut DebianResult::default()),
+        scan_debian_output(
+            &upload(&[("a.changes", &nul)]),
+            &mut DebianResult::default()
+        ),
         Err(FinishError::Invalid(_))
     ));
 }
 
 #[test]
 fn inconsistent_changes_files_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.changes"), CHANGES).unwrap();
-    std::fs::write(
-        dir.path().join("b.changes"),
-        CHANGES.replace("1.0-1~jan+lint1\n", "2.0\n"),
-    )
-    .unwrap();
+    let other = CHANGES.replace("1.0-1~jan+lint1\n", "2.0\n");
+    let files = upload(&[("a.changes", CHANGES), ("b.changes", &other)]);
     let mut d = DebianResult::default();
     assert!(matches!(
-        scan_debian_output(dir.path(), &mut d),
+        scan_debian_output(&files, &mut d),
         Err(FinishError::Invalid(_))
     ));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.changes"), "Source: x\n").unwrap();
-    assert!(scan_debian_output(dir.path(), &mut DebianResult::default()).is_err());
+    let files = upload(&[("a.changes", "Source: x\n")]);
+    assert!(scan_debian_output(&files, &mut DebianResult::default()).is_err());
 }

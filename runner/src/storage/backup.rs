@@ -7,7 +7,7 @@
 //! after the primary accepted it, and failures are retried next pass.
 
 use super::artifacts::{ArtifactError, ArtifactManager};
-use super::logs::{LogError, LogManager};
+use super::logs::{LogError, LogManager, LogSource};
 use super::Storage;
 use futures::future::BoxFuture;
 use std::io::Read;
@@ -37,13 +37,13 @@ impl<M: LogManager> LogManager for Guarded<M> {
         codebase: &'a str,
         run_id: &'a str,
         name: &'a str,
-        path: &'a Path,
+        src: &'a LogSource<'a>,
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
             let _shared = self.lock.read().await;
             self.inner
-                .import_log(codebase, run_id, name, path, mtime)
+                .import_log(codebase, run_id, name, src, mtime)
                 .await
         })
     }
@@ -177,7 +177,13 @@ async fn reupload_log(
         .map_err(|e| Failed::Local(e.into()))?
         .map_err(|e| Failed::Local(e.into()))?;
     primary
-        .import_log(codebase, run_id, name, plain.path(), mtime)
+        .import_log(
+            codebase,
+            run_id,
+            name,
+            &LogSource::path(plain.path()),
+            mtime,
+        )
         .await
         .map_err(|e| Failed::Primary(e.to_string()))?;
     tokio::fs::remove_file(log)
@@ -276,7 +282,13 @@ mod tests {
         std::fs::write(src.join("a.deb"), "deb").unwrap();
         let backup_logs = s.backup_logs.as_ref().unwrap();
         backup_logs
-            .import_log("c", "r1", "build.log", &src.join("build.log"), 1234)
+            .import_log(
+                "c",
+                "r1",
+                "build.log",
+                &LogSource::path(&src.join("build.log")),
+                1234,
+            )
             .await
             .unwrap();
         s.backup_artifacts

@@ -3,9 +3,10 @@
 //! fake-gcs-server speaks too).
 
 use super::artifacts::{ArtifactError, ArtifactManager};
-use super::logs::{LogError, LogManager};
+use super::logs::{LogError, LogManager, LogSource};
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
+use google_cloud_storage::streaming_source::{Seek, StreamingSource};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -75,8 +76,14 @@ fn classify(e: &google_cloud_storage::Error) -> Failure {
     }
 }
 
-/// Uploads the file at `path` as `object`, streamed from disk (never held
-/// in memory), within `timeout`.
+/// What an upload sends: a file, streamed from disk (never held in
+/// memory), or bytes already in memory (a small log).
+enum Body<'a> {
+    File(&'a Path),
+    Bytes(bytes::Bytes),
+}
+
+/// Uploads `body` as `object` within `timeout`.
 ///
 /// Always one multipart request with the CRC32C given up front (computed
 /// here in a first pass over the file). What the crate does otherwise fails
@@ -88,12 +95,20 @@ async fn upload_file(
     client: &Storage,
     bucket: &str,
     object: &str,
-    path: &Path,
+    body: Body<'_>,
     timeout: Duration,
 ) -> Result<(), Failure> {
     // gcloud-aio names the type after the object (Python's mimetypes);
     // without a guess the store's default (application/octet-stream) stays.
     let content_type = guess_content_type(object, system_mime_types());
+    let path = match body {
+        Body::Bytes(b) => {
+            let crc = crc32c::crc32c(&b);
+            let upload = client.write_object(bucket_path(bucket), object.to_string(), b);
+            return send(upload, content_type, crc, timeout).await;
+        }
+        Body::File(path) => path,
+    };
     // An error names no path: it ends up in the run's stored description,
     // which must not show a server's temporary directory (and reads as
     // upstream's, `No such file or directory (os error 2)`).
@@ -105,7 +120,22 @@ async fn upload_file(
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
-    let mut upload = client.write_object(bucket_path(bucket), object.to_string(), file);
+    let upload = client.write_object(bucket_path(bucket), object.to_string(), file);
+    send(upload, content_type, crc, timeout).await
+}
+
+/// Sends a prepared upload as [`upload_file`] describes.
+async fn send<T>(
+    mut upload: google_cloud_storage::builder::storage::WriteObject<T>,
+    content_type: Option<String>,
+    crc: u32,
+    timeout: Duration,
+) -> Result<(), Failure>
+where
+    T: StreamingSource + Seek + Send + Sync + 'static,
+    <T as StreamingSource>::Error: std::error::Error + Send + Sync + 'static,
+    <T as Seek>::Error: std::error::Error + Send + Sync + 'static,
+{
     if let Some(ct) = content_type {
         upload = upload.set_content_type(ct);
     }
@@ -213,7 +243,7 @@ impl GcsLogManager {
 
     /// Upstream's 403 check: the existing object equal to the *uncompressed*
     /// data counts as stored (never true in practice, kept for parity).
-    async fn existing_equals(&self, object: &str, path: &Path) -> bool {
+    async fn existing_equals(&self, object: &str, src: &LogSource<'_>) -> bool {
         let read = async {
             let mut resp = self
                 .client
@@ -221,7 +251,7 @@ impl GcsLogManager {
                 .send()
                 .await
                 .ok()?;
-            let plain = tokio::fs::read(path).await.ok()?;
+            let plain = src.read_all().await.ok()?;
             let mut stored = Vec::new();
             while let Some(chunk) = resp.next().await {
                 stored.extend_from_slice(&chunk.ok()?);
@@ -229,7 +259,7 @@ impl GcsLogManager {
                     return Some(false);
                 }
             }
-            Some(stored == plain)
+            Some(stored[..] == plain[..])
         };
         matches!(
             tokio::time::timeout(LOG_TIMEOUT, read).await,
@@ -244,30 +274,23 @@ impl LogManager for GcsLogManager {
         codebase: &'a str,
         run_id: &'a str,
         name: &'a str,
-        path: &'a Path,
+        src: &'a LogSource<'a>,
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
             super::logs::check_log_path(codebase, run_id, name)?;
             let object = format!("{codebase}/{run_id}/{name}.gz");
-            // Compressed into a temporary file so a large log is streamed
-            // both ways instead of held in memory.
-            let src = path.to_path_buf();
-            let gz = tokio::task::spawn_blocking(move || gzip_to_temp(&src, mtime))
-                .await
-                .map_err(|e| LogError::Other(e.into()))?
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => {
-                        LogError::PermissionDenied(e.to_string())
-                    }
-                    _ => LogError::Other(e.into()),
-                })?;
-            match upload_file(&self.client, &self.bucket, &object, gz.path(), LOG_TIMEOUT).await {
+            let gz = gzip_log(src, mtime).await?;
+            let body = match &gz {
+                Compressed::Memory(b) => Body::Bytes(b.clone()),
+                Compressed::File(f) => Body::File(f.path()),
+            };
+            match upload_file(&self.client, &self.bucket, &object, body, LOG_TIMEOUT).await {
                 Ok(()) => Ok(()),
                 Err(Failure::Unavailable) => Err(LogError::ServiceUnavailable),
                 Err(Failure::Timeout) => Err(LogError::Timeout),
                 Err(Failure::Forbidden(msg)) => {
-                    if self.existing_equals(&object, path).await {
+                    if self.existing_equals(&object, src).await {
                         Ok(())
                     } else {
                         Err(LogError::PermissionDenied(msg))
@@ -279,8 +302,43 @@ impl LogManager for GcsLogManager {
     }
 }
 
+/// A compressed log for an object store.
+pub enum Compressed {
+    /// From a log held in memory: compressed in memory too.
+    Memory(bytes::Bytes),
+    /// From a file: compressed into a temporary file, so a large log is
+    /// streamed both ways instead of held in memory.
+    File(tempfile::NamedTempFile),
+}
+
 /// Gzip (level 9, header mtime, no file name: upstream compresses in memory
-/// with `gzip.compress`) into a temporary file.
+/// with `gzip.compress`) a log for an object store.
+pub async fn gzip_log(src: &LogSource<'_>, mtime: u32) -> Result<Compressed, LogError> {
+    let compressed = match src {
+        LogSource::Bytes(b) => gzip_bytes(b, mtime).map(|v| Compressed::Memory(v.into())),
+        LogSource::File(p) => {
+            let p = p.to_path_buf();
+            tokio::task::spawn_blocking(move || gzip_to_temp(&p, mtime))
+                .await
+                .map_err(|e| LogError::Other(e.into()))?
+                .map(Compressed::File)
+        }
+    };
+    compressed.map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => LogError::PermissionDenied(e.to_string()),
+        _ => LogError::Other(e.into()),
+    })
+}
+
+fn gzip_bytes(data: &[u8], mtime: u32) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(mtime)
+        .write(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, data)?;
+    gz.finish()
+}
+
+/// [`gzip_log`] of a file, into a temporary file.
 pub fn gzip_to_temp(src: &Path, mtime: u32) -> std::io::Result<tempfile::NamedTempFile> {
     let mut input = std::fs::File::open(src)?;
     let out = tempfile::NamedTempFile::new()?;
@@ -330,7 +388,7 @@ impl ArtifactManager for GcsArtifactManager {
                     &self.client,
                     &self.bucket,
                     &object,
-                    &local_dir.join(name),
+                    Body::File(&local_dir.join(name)),
                     ARTIFACT_TIMEOUT,
                 )
                 .await
@@ -419,5 +477,7 @@ mod tests {
         assert_eq!(text, "line\n");
         assert_eq!(d.header().unwrap().filename(), None);
         assert_eq!(gzip_mtime(&raw), Some(1_600_000_000));
+        // A log held in memory compresses to the same bytes.
+        assert_eq!(gzip_bytes(b"line\n", 1_600_000_000).unwrap(), raw);
     }
 }

@@ -4,7 +4,62 @@
 use super::is_plain_name;
 use crate::metrics::Metrics;
 use futures::future::BoxFuture;
+use std::borrow::Cow;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// What a log is read from: a file, or bytes a small upload kept in memory.
+#[derive(Debug, Clone)]
+pub enum LogSource<'a> {
+    File(Cow<'a, Path>),
+    Bytes(Cow<'a, [u8]>),
+}
+
+impl<'a> LogSource<'a> {
+    pub fn path(path: &'a Path) -> Self {
+        LogSource::File(Cow::Borrowed(path))
+    }
+
+    pub fn owned_path(path: PathBuf) -> Self {
+        LogSource::File(Cow::Owned(path))
+    }
+
+    pub fn bytes(data: &'a [u8]) -> Self {
+        LogSource::Bytes(Cow::Borrowed(data))
+    }
+
+    /// Small enough to compress on the async thread: that costs less than
+    /// the hand-off to the blocking pool and back.
+    pub fn is_small(&self) -> bool {
+        match self {
+            LogSource::Bytes(b) => b.len() as u64 <= SMALL_LOG,
+            LogSource::File(p) => std::fs::metadata(p).is_ok_and(|m| m.len() <= SMALL_LOG),
+        }
+    }
+
+    pub fn reader(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(match self {
+            LogSource::Bytes(b) => Box::new(b.as_ref()),
+            LogSource::File(p) => Box::new(std::fs::File::open(p)?),
+        })
+    }
+
+    /// The whole content.
+    pub async fn read_all(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        Ok(match self {
+            LogSource::Bytes(b) => Cow::Borrowed(b.as_ref()),
+            LogSource::File(p) => Cow::Owned(tokio::fs::read(p).await?),
+        })
+    }
+
+    /// The same source with no borrow left, for the blocking pool.
+    pub fn into_owned(self) -> LogSource<'static> {
+        match self {
+            LogSource::File(p) => LogSource::File(Cow::Owned(p.into_owned())),
+            LogSource::Bytes(b) => LogSource::Bytes(Cow::Owned(b.into_owned())),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -22,13 +77,13 @@ pub enum LogError {
 }
 
 pub trait LogManager: Send + Sync {
-    /// Store the file at `path` as log `name` of run `run_id` of `codebase`.
+    /// Store `src` as log `name` of run `run_id` of `codebase`.
     fn import_log<'a>(
         &'a self,
         codebase: &'a str,
         run_id: &'a str,
         name: &'a str,
-        path: &'a Path,
+        src: &'a LogSource<'a>,
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>>;
 }
@@ -82,7 +137,7 @@ impl LogManager for FileSystemLogManager {
         codebase: &'a str,
         run_id: &'a str,
         name: &'a str,
-        path: &'a Path,
+        src: &'a LogSource<'a>,
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
@@ -92,12 +147,10 @@ impl LogManager for FileSystemLogManager {
                 tracing::warn!(codebase, directory = %fitting, "codebase name too long for a directory; logs stored under a shortened name");
             }
             let dir = self.root.join(fitting.as_ref()).join(run_id);
-            // A small log is compressed on the async thread: that costs
-            // less than the hand-off to the blocking pool and back.
-            if std::fs::metadata(path).is_ok_and(|m| m.len() <= SMALL_LOG) {
-                return write_gzip(path, &dir, name, mtime);
+            if src.is_small() {
+                return write_gzip(src, &dir, name, mtime);
             }
-            let (src, name) = (path.to_path_buf(), name.to_string());
+            let (src, name) = (src.clone().into_owned(), name.to_string());
             tokio::task::spawn_blocking(move || write_gzip(&src, &dir, &name, mtime))
                 .await
                 .map_err(|e| LogError::Other(e.into()))?
@@ -109,13 +162,13 @@ impl LogManager for FileSystemLogManager {
 /// Python's `gzip.open` does. The file appears whole or not at all: it is
 /// written under a temporary name and renamed, so a full disk or a failed
 /// write leaves no partial or empty `.gz` behind.
-fn write_gzip(src: &Path, dir: &Path, name: &str, mtime: u32) -> Result<(), LogError> {
+fn write_gzip(src: &LogSource<'_>, dir: &Path, name: &str, mtime: u32) -> Result<(), LogError> {
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::PermissionDenied => LogError::PermissionDenied(e.to_string()),
         _ => LogError::Other(e.into()),
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut input = std::fs::File::open(src).map_err(io)?;
+    let mut input = src.reader().map_err(io)?;
     let tmp = tempfile::Builder::new()
         .prefix(".partial-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -143,7 +196,7 @@ pub async fn import_log(
     codebase: &str,
     run_id: &str,
     name: &str,
-    path: &Path,
+    src: &LogSource<'_>,
     mtime: u32,
     now: chrono::NaiveDateTime,
 ) -> Result<(), LogError> {
@@ -154,22 +207,16 @@ pub async fn import_log(
         match backup {
             Some(b) => {
                 tracing::warn!(run_id, log = name, error = %e, "primary log store failed; keeping the log in the backup store");
-                b.import_log(codebase, run_id, name, path, mtime).await
+                b.import_log(codebase, run_id, name, src, mtime).await
             }
             None => Err(e),
         }
     };
-    match primary
-        .import_log(codebase, run_id, name, path, mtime)
-        .await
-    {
+    match primary.import_log(codebase, run_id, name, src, mtime).await {
         Ok(()) => {}
         Err(LogError::PermissionDenied(_)) => {
             let alt = format!("{name}.{}", crate::types::time::isoformat_seconds(&now));
-            match primary
-                .import_log(codebase, run_id, &alt, path, mtime)
-                .await
-            {
+            match primary.import_log(codebase, run_id, &alt, src, mtime).await {
                 Ok(()) => {}
                 Err(e) => to_backup(e).await?,
             }
@@ -191,17 +238,38 @@ mod tests {
         let src = root.path().join("worker.log");
         std::fs::write(&src, "hello\n").unwrap();
         let m = FileSystemLogManager::new(root.path().join("logs"));
-        m.import_log("fin", "r1", "worker.log", &src, 1_580_638_230)
-            .await
-            .unwrap();
+        m.import_log(
+            "fin",
+            "r1",
+            "worker.log",
+            &LogSource::path(&src),
+            1_580_638_230,
+        )
+        .await
+        .unwrap();
         let stored = root.path().join("logs/fin/r1/worker.log.gz");
-        let mut d = flate2::read::GzDecoder::new(std::fs::File::open(&stored).unwrap());
+        let gz = std::fs::read(&stored).unwrap();
+        let mut d = flate2::read::GzDecoder::new(&gz[..]);
         let mut text = String::new();
         d.read_to_string(&mut text).unwrap();
         assert_eq!(text, "hello\n");
         let header = d.header().unwrap();
         assert_eq!(header.mtime(), 1_580_638_230);
         assert_eq!(header.filename(), Some(&b"worker.log"[..]));
+        // A log held in memory is stored byte for byte the same.
+        m.import_log(
+            "fin",
+            "r2",
+            "worker.log",
+            &LogSource::bytes(b"hello\n"),
+            1_580_638_230,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("logs/fin/r2/worker.log.gz")).unwrap(),
+            gz
+        );
     }
 
     #[test]
@@ -228,7 +296,7 @@ mod tests {
             ("c", "r", "../x.log"),
         ] {
             assert!(matches!(
-                m.import_log(c, r, n, &src, 0).await,
+                m.import_log(c, r, n, &LogSource::path(&src), 0).await,
                 Err(LogError::InvalidPath)
             ));
         }
@@ -242,7 +310,7 @@ mod tests {
             _: &'a str,
             _: &'a str,
             _: &'a str,
-            _: &'a Path,
+            _: &'a LogSource<'a>,
             _: u32,
         ) -> BoxFuture<'a, Result<(), LogError>> {
             let e = if self.0 {
@@ -270,7 +338,7 @@ mod tests {
                 "c",
                 "r",
                 "b.log",
-                &src,
+                &LogSource::path(&src),
                 0,
                 now,
             )
@@ -287,7 +355,7 @@ mod tests {
             "c",
             "r",
             "b.log",
-            &src,
+            &LogSource::path(&src),
             0,
             now,
         )

@@ -12,12 +12,12 @@
 //! Addressing follows the same S3 endpoint rules as boto3: path-style for an
 //! IP address endpoint, virtual-hosted for a DNS name.
 
-use super::logs::{LogError, LogManager};
+use super::gcs::Compressed;
+use super::logs::{LogError, LogManager, LogSource};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectCannedAcl;
 use futures::future::BoxFuture;
-use std::path::Path;
 use std::time::Duration;
 
 /// Upstream's bucket, hard-wired.
@@ -105,25 +105,20 @@ impl LogManager for S3LogManager {
         codebase: &'a str,
         run_id: &'a str,
         name: &'a str,
-        path: &'a Path,
+        src: &'a LogSource<'a>,
         mtime: u32,
     ) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
             super::logs::check_log_path(codebase, run_id, name)?;
-            let src = path.to_path_buf();
-            let gz = tokio::task::spawn_blocking(move || super::gcs::gzip_to_temp(&src, mtime))
-                .await
-                .map_err(|e| LogError::Other(e.into()))?
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => {
-                        LogError::PermissionDenied(e.to_string())
-                    }
-                    _ => LogError::Other(e.into()),
-                })?;
-            // Streamed from the temporary file, never held in memory.
-            let body = ByteStream::from_path(gz.path())
-                .await
-                .map_err(|e| LogError::Other(anyhow::anyhow!("{e}")))?;
+            // Kept until the upload is done: the body reads the file lazily.
+            let gz = super::gcs::gzip_log(src, mtime).await?;
+            let body = match &gz {
+                Compressed::Memory(b) => ByteStream::from(b.clone()),
+                // Streamed from the temporary file, never held in memory.
+                Compressed::File(f) => ByteStream::from_path(f.path())
+                    .await
+                    .map_err(|e| LogError::Other(anyhow::anyhow!("{e}")))?,
+            };
             let put = self
                 .client
                 .put_object()
@@ -216,9 +211,19 @@ mod tests {
         std::fs::write(&src, "hello\n").unwrap();
         let metrics = crate::metrics::Metrics::new();
         let now = crate::types::time::parse_naive("2024-01-02T03:04:05").unwrap();
-        super::super::logs::import_log(&m, None, &metrics, "c", "r", "worker.log", &src, 7, now)
-            .await
-            .unwrap();
+        super::super::logs::import_log(
+            &m,
+            None,
+            &metrics,
+            "c",
+            "r",
+            "worker.log",
+            &LogSource::path(&src),
+            7,
+            now,
+        )
+        .await
+        .unwrap();
         let reqs = server.received_requests().await.unwrap();
         // Keys are percent-encoded in the path (`:` as `%3A`), as boto3 does.
         let paths: Vec<String> = reqs
@@ -261,7 +266,9 @@ mod tests {
         };
         for endpoint in [server.uri(), closed] {
             let m = S3LogManager::new(client(&endpoint, Some(&creds())).await);
-            let r = m.import_log("c", "r", "worker.log", &src, 0).await;
+            let r = m
+                .import_log("c", "r", "worker.log", &LogSource::path(&src), 0)
+                .await;
             assert!(
                 matches!(r, Err(LogError::ServiceUnavailable)),
                 "{endpoint}: {r:?}"

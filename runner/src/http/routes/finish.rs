@@ -1,10 +1,11 @@
 //! The finish routes (runner-http-api.md §2.9, §3.4): a worker uploads its
 //! `result.json` and output files as one multipart body.
 //!
-//! The body is streamed part by part, each file straight to disk, so an
-//! upload never has to fit in memory.
+//! The body is streamed part by part: a small upload's files are kept in
+//! memory, a bigger one's go straight to disk, so an upload never has to
+//! fit in memory (see [`UploadFiles`]).
 
-use crate::finish::{self, FinishError, Finished, Upload};
+use crate::finish::{self, FinishError, Finished, Upload, UploadFiles};
 use crate::http::error::{json_response, ApiError};
 use crate::http::extract::{require_worker, RunId};
 use crate::http::AppState;
@@ -21,8 +22,9 @@ use tokio::io::AsyncWriteExt;
 /// `result.json` is held in memory; no honest one comes near this.
 const MAX_RESULT_JSON: usize = 16 << 20;
 
-/// Parts up to this size are written to disk in one go (see `read_upload`).
-const SMALL_PART: usize = 64 << 10;
+/// Parts up to this size are gathered whole before they are kept (see
+/// `save_part`).
+const SMALL_PART: usize = finish::upload::IN_MEMORY_LIMIT;
 
 /// POST /active-runs/{run_id}/finish (internal app).
 pub async fn finish(
@@ -265,7 +267,7 @@ impl Limits {
     }
 }
 
-/// Stream the multipart body into a fresh temporary directory.
+/// Read the multipart body: `result.json` and the files.
 async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Upload, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -277,11 +279,7 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
             crate::py::repr::repr_str(content_type)
         ))
     })?;
-    // One mkdir: cheaper inline than a hand-off to the blocking pool.
-    let dir = tempfile::Builder::new()
-        .prefix("janitor-run")
-        .tempdir()
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut files = UploadFiles::default();
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
     let mut filenames = Vec::new();
     let mut result_json = None;
@@ -311,17 +309,11 @@ async fn read_upload(headers: &HeaderMap, body: Body, limits: Limits) -> Result<
             None => return Err(bad_request_text("Part without filename")),
         };
         check_filename(&name)?;
-        save_part(
-            &mut field,
-            &dir.path().join(&name),
-            &mut bytes,
-            limits.bytes,
-        )
-        .await?;
+        save_part(&mut field, &mut files, &name, &mut bytes, limits.bytes).await?;
         filenames.push(name);
     }
     Ok(Upload {
-        dir,
+        files,
         filenames,
         result_json,
         bytes,
@@ -353,18 +345,20 @@ async fn read_result_json(field: &mut multer::Field<'_>) -> Result<Vec<u8>, ApiE
     Ok(buf)
 }
 
-/// A file part written to `path`; `bytes` counts the upload's file bytes,
-/// which may not pass `max_bytes`.
+/// A file part kept as file `name` of `files`; `bytes` counts the upload's
+/// file bytes, which may not pass `max_bytes`.
 async fn save_part(
     field: &mut multer::Field<'_>,
-    path: &std::path::Path,
+    files: &mut UploadFiles,
+    name: &str,
     bytes: &mut u64,
     max_bytes: u64,
 ) -> Result<(), ApiError> {
     let io = |e: std::io::Error| ApiError::Internal(e.into());
-    // A small part is gathered and written with one inline write;
-    // tokio::fs would hand every call to the blocking pool. A big one
-    // is streamed, so it never has to fit in memory.
+    // A small part is gathered and kept whole (in memory while the upload
+    // is small, else with one inline write: tokio::fs would hand every call
+    // to the blocking pool). A big one is streamed to disk, so it never has
+    // to fit in memory.
     let mut head = Vec::new();
     let mut file: Option<tokio::fs::File> = None;
     while let Some(chunk) = field.chunk().await.map_err(read_error)? {
@@ -378,6 +372,7 @@ async fn save_part(
             Some(f) => f.write_all(&chunk).await.map_err(io)?,
             None if head.len() + chunk.len() <= SMALL_PART => head.extend_from_slice(&chunk),
             None => {
+                let path = files.dir().map_err(io)?.join(name);
                 let mut f = tokio::fs::File::create(path).await.map_err(io)?;
                 f.write_all(&head).await.map_err(io)?;
                 f.write_all(&chunk).await.map_err(io)?;
@@ -388,7 +383,7 @@ async fn save_part(
     }
     match file {
         Some(mut f) => f.flush().await.map_err(io)?,
-        None => std::fs::write(path, &head).map_err(io)?,
+        None => files.put(name, head).map_err(io)?,
     }
     Ok(())
 }
@@ -474,7 +469,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn parts_are_written_to_disk_and_result_json_kept() {
+    async fn small_parts_are_kept_in_memory_and_result_json_kept() {
         let (h, b) = body(&[
             (
                 "metadata",
@@ -485,13 +480,31 @@ mod tests {
             ("file", Some("worker.log"), "text/plain", "line\n"),
             ("file", Some("worker.log"), "text/plain", "again\n"),
         ]);
-        let up = read_upload(&h, b, TEST_LIMITS).await.unwrap();
+        let mut up = read_upload(&h, b, TEST_LIMITS).await.unwrap();
         assert_eq!(up.result_json.as_deref(), Some(&b"{\"code\": null}"[..]));
         assert_eq!(up.filenames, ["worker.log", "worker.log"]);
+        // A small upload stays in memory, the last part of a name winning.
+        assert!(up.files.in_memory());
+        assert_eq!(up.files.names().unwrap(), ["worker.log"]);
         assert_eq!(
-            std::fs::read(up.dir.path().join("worker.log")).unwrap(),
+            std::fs::read(up.files.dir().unwrap().join("worker.log")).unwrap(),
             b"again\n"
         );
+    }
+
+    #[tokio::test]
+    async fn a_part_too_big_to_hold_moves_the_upload_to_disk() {
+        let big = "b".repeat(SMALL_PART + 1);
+        let (h, b) = body(&[
+            ("file", Some("small.log"), "text/plain", "s"),
+            ("file", Some("big.log"), "text/plain", &big),
+        ]);
+        let mut up = read_upload(&h, b, TEST_LIMITS).await.unwrap();
+        assert!(!up.files.in_memory());
+        assert_eq!(up.bytes, big.len() as u64 + 1);
+        let dir = up.files.dir().unwrap().to_path_buf();
+        assert_eq!(std::fs::read(dir.join("small.log")).unwrap(), b"s");
+        assert_eq!(std::fs::read(dir.join("big.log")).unwrap(), big.as_bytes());
     }
 
     #[tokio::test]
