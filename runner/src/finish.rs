@@ -112,7 +112,7 @@ pub async fn answer_stored(
 ) -> Result<Finished, FinishError> {
     if let Some(run) = run {
         let text = crate::py::json::to_string(&stored.result);
-        if state::release_finished(&app.runs, run, &text, false)
+        if state::release_finished(&app.runs, run, &text, false, None)
             .await
             .map_err(anyhow::Error::from)?
         {
@@ -339,7 +339,7 @@ pub async fn finish(
     // cancels the handler, never a half-done store or the lock's release.
     let (app, run) = (app.clone(), run.clone());
     tokio::spawn(async move {
-        let outcome = finish_owned(&app, &run, files, filenames, logs, small, result).await;
+        let outcome = finish_owned(&app, &run, &lock, files, filenames, logs, small, result).await;
         if let Err(e) = lock.release(&app.runs).await {
             tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
         }
@@ -389,9 +389,11 @@ pub async fn answer_retry(
 }
 
 /// The rest of [`finish`], holding the run's finish lock.
+#[allow(clippy::too_many_arguments)]
 async fn finish_owned(
     app: &Arc<App>,
     run: &ActiveRun,
+    lock: &state::FinishLock,
     mut files: UploadFiles,
     filenames: Vec<String>,
     logs: Vec<String>,
@@ -449,7 +451,7 @@ async fn finish_owned(
         let _ = tokio::task::spawn_blocking(move || drop(files)).await;
     }
 
-    store_finished(app, run, result).await?;
+    store_finished(app, run, lock, result).await?;
     Ok(Finished {
         filenames,
         logs,
@@ -510,7 +512,7 @@ pub async fn finish_run(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| FinishError::Busy(run.log_id.clone()))?;
-    let outcome = store_finished(app, run, result).await;
+    let outcome = store_finished(app, run, &lock, result).await;
     if let Err(e) = lock.release(&app.runs).await {
         tracing::warn!(run_id = %run.log_id, error = %e, "releasing the finish lock failed");
     }
@@ -524,6 +526,7 @@ pub async fn finish_run(
 async fn store_finished(
     app: &Arc<App>,
     run: &ActiveRun,
+    lock: &state::FinishLock,
     result: &mut JanitorResult,
 ) -> Result<(), FinishError> {
     let new_change_set = !result
@@ -574,6 +577,7 @@ async fn store_finished(
         run,
         &crate::py::json::to_string(&result.to_json()),
         true,
+        Some(lock),
     )
     .await
     .map_err(anyhow::Error::from)?;

@@ -24,6 +24,8 @@ pub struct FinishLock {
     pub(super) key: String,
     pub(super) token: String,
     pub(super) renewer: Option<tokio::task::JoinHandle<()>>,
+    /// Let go already, with the run's release ([`release_finished`]).
+    pub(super) released: std::sync::atomic::AtomicBool,
 }
 
 pub(super) static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -66,6 +68,7 @@ impl FinishLock {
             key: format!("{FINISH_LOCK_PREFIX}{run_id}"),
             token: uuid::Uuid::new_v4().to_string(),
             renewer: None,
+            released: Default::default(),
         };
         let mut redis = runs.redis.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -121,6 +124,9 @@ impl FinishLock {
     /// The renewer stops when the lock is dropped, at the end of this call
     /// (a renewal racing the unlock finds the token gone and stops too).
     pub async fn release(self, runs: &RunStore) -> Result<(), StateError> {
+        if self.released.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut redis = runs.redis.clone();
         UNLOCK
             .key(&self.key)

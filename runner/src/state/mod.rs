@@ -260,6 +260,9 @@ if found then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
+if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[6] then
+  redis.call('DEL', KEYS[4])
+end
 return raw
 ",
     )
@@ -269,20 +272,26 @@ return raw
 /// round trip instead of two. The stored run is re-read inside the script,
 /// so a run already gone is left alone, as `unclaim` does.
 pub async fn unclaim_run(runs: &RunStore, run: &ActiveRun) -> Result<bool, StateError> {
-    release(runs, run, None, false).await
+    release(runs, run, None, false, None).await
 }
 
 /// After a finished run is stored: PUBLISH its result on `result`, then
 /// [`unclaim_run`], in one round trip. The attempt that stored the run
 /// publishes `always` (even if Redis lost the run); a retry completing a
 /// release publishes only if it finds the run, so the message goes out once.
+///
+/// `lock`, the run's finish lock, is let go in the same round trip: once
+/// the run is stored and released, a concurrent finish is answered from the
+/// stored run and needs no lock (the caller's [`FinishLock::release`] then
+/// sends nothing).
 pub async fn release_finished(
     runs: &RunStore,
     run: &ActiveRun,
     result: &str,
     always: bool,
+    lock: Option<&FinishLock>,
 ) -> Result<bool, StateError> {
-    release(runs, run, Some(("result", result)), always).await
+    release(runs, run, Some(("result", result)), always, lock).await
 }
 
 /// Remove a claim whose registration may or may not have reached Redis (the
@@ -309,10 +318,12 @@ async fn release(
     run: &ActiveRun,
     message: Option<(&str, &str)>,
     always: bool,
+    lock: Option<&FinishLock>,
 ) -> Result<bool, StateError> {
     let (channel, text) = message.unwrap_or_default();
     let mut redis = runs.redis.clone();
-    let raw: Option<String> = UNCLAIM
+    let mut script = UNCLAIM.prepare_invoke();
+    script
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
         .key(LAST_KEEPALIVE)
@@ -320,9 +331,15 @@ async fn release(
         .arg(run.queue_id.to_string())
         .arg(channel)
         .arg(text)
-        .arg(if always { "1" } else { "0" })
-        .invoke_async(&mut redis)
-        .await?;
+        .arg(if always { "1" } else { "0" });
+    if let Some(lock) = lock {
+        script.key(&lock.key).arg(&lock.token);
+    }
+    let raw: Option<String> = script.invoke_async(&mut redis).await?;
+    if let Some(lock) = lock {
+        lock.released
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let existed = raw.is_some_and(|r| !r.is_empty());
     // Only the release that removed the run counts it out, so the gauge
     // stays exact when two requests (or runner processes) race to release.
@@ -552,6 +569,54 @@ mod tests {
         assert_eq!(s.document()["processing"].as_array().unwrap().len(), 4);
         assert_eq!(s.document()["processing"][1]["mia"], json!(true));
         assert_eq!(s.document()["processing"][2]["mia"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_finish_lock_goes_with_the_release_of_its_run() {
+        let redis = crate::test_redis::test_redis().await;
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339("2020-02-02T10:00:00Z").unwrap();
+        let runs = RunStore::new(
+            redis::aio::ConnectionManager::new(client).await.unwrap(),
+            std::sync::Arc::new(crate::clock::ManualClock::new(start.into())),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            crate::background::Background::new(1),
+            60,
+            Vec::new(),
+        );
+        let active = |queue_id: i64, id: &str| {
+            ActiveRun::from_json(&serde_json::from_str(&run(queue_id, id, "true")).unwrap())
+                .unwrap()
+        };
+        let lock_key = |id: &str| format!("{FINISH_LOCK_PREFIX}{id}");
+        let mut conn = runs.connection();
+
+        let r1 = active(1, "r1");
+        register(&runs, &r1).await.unwrap();
+        let lock = FinishLock::try_acquire(&runs, "r1").await.unwrap().unwrap();
+        assert!(release_finished(&runs, &r1, "{}", true, Some(&lock))
+            .await
+            .unwrap());
+        // Gone in the release's own round trip, before the holder lets go.
+        let held: bool = conn.exists(lock_key("r1")).await.unwrap();
+        assert!(!held, "the lock outlived the release of its run");
+        lock.release(&runs).await.unwrap();
+
+        // A lock that expired and was taken by another holder stays theirs.
+        let r2 = active(2, "r2");
+        register(&runs, &r2).await.unwrap();
+        let lock = FinishLock::try_acquire(&runs, "r2").await.unwrap().unwrap();
+        conn.set::<_, _, ()>(lock_key("r2"), "someone-else")
+            .await
+            .unwrap();
+        assert!(release_finished(&runs, &r2, "{}", true, Some(&lock))
+            .await
+            .unwrap());
+        let holder: Option<String> = conn.get(lock_key("r2")).await.unwrap();
+        assert_eq!(holder.as_deref(), Some("someone-else"));
+        lock.release(&runs).await.unwrap();
+        let holder: Option<String> = conn.get(lock_key("r2")).await.unwrap();
+        assert_eq!(holder.as_deref(), Some("someone-else"));
     }
 
     #[test]
