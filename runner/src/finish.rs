@@ -529,10 +529,7 @@ async fn store_finished(
     lock: &state::FinishLock,
     result: &mut JanitorResult,
 ) -> Result<(), FinishError> {
-    let new_change_set = !result
-        .change_set
-        .as_deref()
-        .is_some_and(|cs| !cs.is_empty());
+    let new_change_set = result.change_set.as_deref().is_none_or(str::is_empty);
     if new_change_set {
         result.change_set = Some(result.log_id.clone());
     }
