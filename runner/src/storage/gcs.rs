@@ -331,23 +331,14 @@ pub async fn gzip_log(src: &LogSource<'_>, mtime: u32) -> Result<Compressed, Log
 }
 
 fn gzip_bytes(data: &[u8], mtime: u32) -> std::io::Result<Vec<u8>> {
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(mtime)
-        .write(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, data)?;
-    gz.finish()
+    super::gzip::gzip(data, Vec::with_capacity(data.len() / 2 + 64), None, mtime)
 }
 
 /// [`gzip_log`] of a file, into a temporary file.
 pub fn gzip_to_temp(src: &Path, mtime: u32) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut input = std::fs::File::open(src)?;
+    let input = std::fs::File::open(src)?;
     let out = tempfile::NamedTempFile::new()?;
-    let mut gz = flate2::GzBuilder::new().mtime(mtime).write(
-        std::io::BufWriter::new(out.reopen()?),
-        flate2::Compression::best(),
-    );
-    std::io::copy(&mut input, &mut gz)?;
-    let mut w = gz.finish()?;
+    let mut w = super::gzip::gzip(input, std::io::BufWriter::new(out.reopen()?), None, mtime)?;
     std::io::Write::flush(&mut w)?;
     Ok(out)
 }

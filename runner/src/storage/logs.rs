@@ -174,12 +174,13 @@ fn write_gzip(src: &LogSource<'_>, dir: &Path, name: &str, mtime: u32) -> Result
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(io)?;
-    let mut gz = flate2::GzBuilder::new()
-        .filename(name.as_bytes())
-        .mtime(mtime)
-        .write(std::io::BufWriter::new(tmp), flate2::Compression::best());
-    std::io::copy(&mut input, &mut gz).map_err(io)?;
-    let w = gz.finish().map_err(io)?;
+    let w = super::gzip::gzip(
+        &mut input,
+        std::io::BufWriter::new(tmp),
+        Some(name.as_bytes()),
+        mtime,
+    )
+    .map_err(io)?;
     let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
     tmp.persist(dir.join(format!("{name}.gz")))
         .map_err(|e| io(e.error))?;

@@ -8,6 +8,7 @@
 pub mod artifacts;
 pub mod backup;
 pub mod gcs;
+pub mod gzip;
 pub mod logs;
 pub mod s3;
 
