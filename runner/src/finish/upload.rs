@@ -12,7 +12,8 @@ use std::io;
 use std::path::Path;
 
 /// File bytes one upload may hold in memory. Bounded per upload so 256
-/// concurrent finishes hold at most 16 MiB.
+/// concurrent finishes hold at most 16 MiB of files (plus, each, the part
+/// being read, which is gathered up to this size before it is kept).
 pub const IN_MEMORY_LIMIT: usize = 64 << 10;
 
 /// Where the files are.
