@@ -40,11 +40,17 @@ pub struct Upload {
 /// thread: a few small-file syscalls cost less than two thread hand-offs.
 pub const SMALL_UPLOAD: u64 = 256 << 10;
 
-/// `f` over the files on the blocking pool (for a big upload on disk).
-async fn on_blocking_pool<T: Send + 'static>(
+/// `f` over the files: inline for a small upload (in memory, or a few small
+/// files), on the blocking pool for a big one.
+async fn over_files<T: Send + 'static>(
     files: UploadFiles,
+    small: bool,
     f: impl FnOnce(&UploadFiles) -> T + Send + 'static,
 ) -> Result<(UploadFiles, T), FinishError> {
+    if small {
+        let out = f(&files);
+        return Ok((files, out));
+    }
     Ok(tokio::task::spawn_blocking(move || {
         let out = f(&files);
         (files, out)
@@ -312,21 +318,15 @@ pub async fn finish(
     // Scanning the build output may refuse the upload, so it precedes any storing.
     if let Some(BuilderResult::Debian(d)) = &mut worker.builder_result {
         let mut scanned = std::mem::take(d);
-        let (back, outcome) = on_blocking_pool(files, move |f| {
+        let (back, outcome) = over_files(files, small, move |f| {
             scan_debian_output(f, &mut scanned).map(|_| scanned)
         })
         .await?;
         files = back;
         *d = outcome?;
     }
-    let logs = if small {
-        gather_logs(&files)
-    } else {
-        let (back, logs) = on_blocking_pool(files, gather_logs).await?;
-        files = back;
-        logs
-    }
-    .map_err(anyhow::Error::from)?;
+    let (files, logs) = over_files(files, small, gather_logs).await?;
+    let logs = logs.map_err(anyhow::Error::from)?;
     let result = JanitorResult::from_worker(run, worker, logs.clone());
 
     // Nothing is written to the stores before this finish owns the run: a

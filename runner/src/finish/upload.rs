@@ -108,15 +108,21 @@ impl UploadFiles {
         }
     }
 
+    /// The bytes of file `name` held in memory.
+    fn held<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> io::Result<&'a [u8]> {
+        files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, data)| data.as_slice())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
     /// The content of file `name`, or `None` when it is bigger than `max`.
     pub fn read_at_most(&self, name: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
         match &self.0 {
             Held::Memory { files, .. } => {
-                let (_, data) = files
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-                Ok((data.len() as u64 <= max).then(|| data.clone()))
+                let data = Self::held(files, name)?;
+                Ok((data.len() as u64 <= max).then(|| data.to_vec()))
             }
             Held::Disk(dir) => {
                 let path = dir.path().join(name);
@@ -131,11 +137,7 @@ impl UploadFiles {
     /// File `name` as a log store reads it.
     pub fn source(&self, name: &str) -> io::Result<LogSource<'_>> {
         match &self.0 {
-            Held::Memory { files, .. } => files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, data)| LogSource::bytes(data))
-                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)),
+            Held::Memory { files, .. } => Self::held(files, name).map(LogSource::bytes),
             Held::Disk(dir) => Ok(LogSource::owned_path(dir.path().join(name))),
         }
     }
