@@ -118,16 +118,17 @@ pub async fn answer_stored(
 ) -> Result<Finished, FinishError> {
     if let Some(run) = run {
         let text = crate::py::json::to_string(&stored.result);
-        if state::release_finished(&app.runs, run, &text, false, None)
+        let released = state::release_finished(&app.runs, run, &text, false, None)
             .await
-            .map_err(anyhow::Error::from)?
-        {
+            .map_err(anyhow::Error::from)?;
+        if released.existed {
             tracing::info!(run_id = %run.log_id, "retried finish completed the release of a stored run");
             after_release(
                 app,
                 run,
                 stored.result["codebase"].as_str().unwrap_or_default(),
                 None,
+                released.snapshot,
             )
             .await?;
         }
@@ -569,7 +570,7 @@ async fn store_finished(
     }
     count_stored(app, run, result);
 
-    state::release_finished(
+    let released = state::release_finished(
         &app.runs,
         run,
         &crate::py::json::to_string(&result.to_json()),
@@ -578,7 +579,14 @@ async fn store_finished(
     )
     .await
     .map_err(anyhow::Error::from)?;
-    after_release(app, run, &result.codebase, result.context.clone()).await
+    after_release(
+        app,
+        run,
+        &result.codebase,
+        result.context.clone(),
+        released.snapshot,
+    )
+    .await
 }
 
 /// The `run` row of a stored result.
@@ -688,14 +696,16 @@ fn count_stored(app: &App, run: &ActiveRun, result: &JanitorResult) {
 }
 
 /// What follows the release of a stored run, whichever attempt did it: the
-/// status publication, the last-success gauge and the background reschedule.
+/// status publication (from the release's snapshot while it is current),
+/// the last-success gauge and the background reschedule.
 async fn after_release(
     app: &Arc<App>,
     run: &ActiveRun,
     codebase: &str,
     context: Option<String>,
+    snapshot: Option<state::Snapshot>,
 ) -> Result<(), FinishError> {
-    state::publish_status(&app.runs)
+    state::publish_status_with(&app.runs, snapshot)
         .await
         .map_err(anyhow::Error::from)?;
     app.metrics

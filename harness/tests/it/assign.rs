@@ -530,10 +530,12 @@ async fn a_claim_on_an_item_finished_since_its_selection_is_withdrawn() {
         instigated_context: Value::Null,
         resume_from: None,
     };
-    state::claim(&app.runs, &run)
+    let snapshot = state::claim(&app.runs, &run)
         .await
         .expect("A's claim was released, so B's claim succeeds");
-    let outcome = check_claimed(&app, &mut conn, &x, &run).await.unwrap();
+    let outcome = check_claimed(&app, &mut conn, &x, &run, snapshot)
+        .await
+        .unwrap();
     assert!(matches!(outcome, Claimed::Skipped), "{outcome:?}");
     let claims = state::assigned_queue_items(&app.runs).await.unwrap();
     assert!(

@@ -311,8 +311,8 @@ pub(super) async fn claim_next<'a>(
         let mut pending = PendingClaim::new(app, run);
         let claimed = state::claim(&app.runs, pending.run()).await;
         drop(taken);
-        match claimed {
-            Ok(()) => {}
+        let snapshot = match claimed {
+            Ok(snapshot) => snapshot,
             Err(StateError::AlreadyClaimed(_)) => {
                 // Someone else won this item since it was selected.
                 pending.settle();
@@ -322,8 +322,8 @@ pub(super) async fn claim_next<'a>(
             // The claim may have been recorded all the same: dropping the
             // pending claim forgets it once Redis answers.
             Err(e) => return Err(e.into()),
-        }
-        match check_claimed(app, conn, &item, pending.run()).await {
+        };
+        match check_claimed(app, conn, &item, pending.run(), snapshot).await {
             Ok(Claimed::Usable(campaign)) => {
                 pending.announced = true;
                 return Ok((item, campaign, pending));
@@ -355,12 +355,14 @@ pub enum Claimed<'a> {
 
 /// The checks between the claim and the assignment; an error here leaves
 /// the claim for the caller to release. Public so the claim-race test
-/// drives this step itself, not a copy of it.
+/// drives this step itself, not a copy of it. `snapshot` is what the claim
+/// returned, for its publication.
 pub async fn check_claimed<'a>(
     app: &'a Arc<App>,
     conn: &mut sqlx::PgConnection,
     item: &db::queue::NextItem,
     run: &ActiveRun,
+    snapshot: Option<state::Snapshot>,
 ) -> Result<Claimed<'a>, AssignError> {
     // The item may have been finished (deleted, then released) between
     // our SELECT and our claim: then the claim is stale. One indexed
@@ -369,7 +371,7 @@ pub async fn check_claimed<'a>(
         state::withdraw(&app.runs, run).await?;
         return Ok(Claimed::Skipped);
     }
-    state::announce(&app.runs, run).await?;
+    state::announce(&app.runs, run, snapshot).await?;
     let Some(campaign) = app.config.campaign(&item.campaign) else {
         tracing::warn!(campaign = %item.campaign, "unknown campaign");
         let description = format!("Campaign {} unknown", item.campaign);

@@ -131,6 +131,10 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+if ARGV[5] == '1' then
+  return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+    redis.call('HGETALL', KEYS[4])}
+end
 return 1
 ",
     )
@@ -138,36 +142,60 @@ return 1
 
 /// Claim the run's queue item and record the run (register, §5.1).
 pub async fn register(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
-    claim(runs, run).await?;
-    announce(runs, run).await
+    let snapshot = claim(runs, run).await?;
+    announce(runs, run, snapshot).await
 }
 
 /// The atomic half of `register`: claim the queue item and store the run.
 /// Nothing is published yet, so a claim that turns out stale can be
-/// withdrawn with [`withdraw`] without anyone having seen it.
-pub async fn claim(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
+/// withdrawn with [`withdraw`] without anyone having seen it. The status
+/// document's hashes come back with the claim when they may spare
+/// [`announce`] a read (see [`Change`]).
+pub async fn claim(runs: &RunStore, run: &ActiveRun) -> Result<Option<Snapshot>, StateError> {
     let now = runs.clock.now_naive();
     let json = crate::py::json::to_string(&run.to_json(&now));
     let mut redis = runs.redis.clone();
-    let claimed: i32 = REGISTER
+    let change = runs.status.begin_change();
+    let reply: redis::Value = REGISTER
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
         .key(LAST_KEEPALIVE)
+        .key(RATE_LIMIT_HOSTS)
         .arg(run.queue_id.to_string())
         .arg(&run.log_id)
         .arg(json)
         .arg(isoformat(&now))
+        .arg(if change.wants_snapshot { "1" } else { "0" })
         .invoke_async(&mut redis)
         .await?;
-    if claimed == 0 {
-        return Err(StateError::AlreadyClaimed(run.queue_id));
+    match reply {
+        redis::Value::Int(0) => Err(StateError::AlreadyClaimed(run.queue_id)),
+        redis::Value::Array(parts) => match <[redis::Value; 4]>::try_from(parts) {
+            Ok([_, stored, keepalives, limits]) => {
+                Ok(Some(change.snapshot([stored, keepalives, limits])?))
+            }
+            Err(_) => Err(unexpected("claim", "a claim and three hashes")),
+        },
+        _ => Ok(None),
     }
-    Ok(())
 }
 
-/// The visible half of `register`: the `queue` publication and the metrics.
-pub async fn announce(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
-    publish_status(runs).await?;
+fn unexpected(what: &'static str, expected: &'static str) -> StateError {
+    StateError::Redis(redis::RedisError::from((
+        redis::ErrorKind::TypeError,
+        what,
+        format!("the script did not return {expected}"),
+    )))
+}
+
+/// The visible half of `register`: the `queue` publication (from the
+/// claim's snapshot while it is current) and the metrics.
+pub async fn announce(
+    runs: &RunStore,
+    run: &ActiveRun,
+    snapshot: Option<Snapshot>,
+) -> Result<(), StateError> {
+    publish_status_with(runs, snapshot).await?;
     runs.metrics
         .active_runs
         .with_label_values(&[&runs
@@ -182,6 +210,7 @@ pub async fn announce(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError
 /// Undo a [`claim`] that was never announced (no metrics to correct).
 pub async fn withdraw(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
     let mut redis = runs.redis.clone();
+    let _change = runs.status.begin_change();
     redis::pipe()
         .atomic()
         .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
@@ -199,6 +228,7 @@ pub async fn withdraw(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError
 pub async fn update(runs: &RunStore, run: &ActiveRun) -> Result<(), StateError> {
     let json = crate::py::json::to_string(&run.to_json(&runs.clock.now_naive()));
     let mut redis = runs.redis.clone();
+    let _change = runs.status.begin_change();
     redis
         .hset::<_, _, _, ()>(ACTIVE_RUNS, &run.log_id, json)
         .await?;
@@ -233,6 +263,7 @@ pub async fn unclaim(runs: &RunStore, run_id: &str) -> anyhow::Result<Option<Act
         .dec();
     if let Some(run) = &run {
         let mut redis = runs.redis.clone();
+        let _change = runs.status.begin_change();
         redis::pipe()
             .atomic()
             .hdel(ASSIGNED_QUEUE_ITEMS, run.queue_id.to_string())
@@ -260,8 +291,12 @@ if found then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
-if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[6] then
-  redis.call('DEL', KEYS[4])
+if KEYS[5] and redis.call('GET', KEYS[5]) == ARGV[7] then
+  redis.call('DEL', KEYS[5])
+end
+if ARGV[6] == '1' then
+  return {raw, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+    redis.call('HGETALL', KEYS[4])}
 end
 return raw
 ",
@@ -272,7 +307,17 @@ return raw
 /// round trip instead of two. The stored run is re-read inside the script,
 /// so a run already gone is left alone, as `unclaim` does.
 pub async fn unclaim_run(runs: &RunStore, run: &ActiveRun) -> Result<bool, StateError> {
-    release(runs, run, None, false, None).await
+    Ok(release(runs, run, None, false, None, false).await?.existed)
+}
+
+/// What [`release_finished`] did.
+#[derive(Debug)]
+pub struct Released {
+    /// The run was still active, and this release removed it.
+    pub existed: bool,
+    /// The status document's hashes right after, for the publication that
+    /// follows (see [`Change`]).
+    pub snapshot: Option<Snapshot>,
 }
 
 /// After a finished run is stored: PUBLISH its result on `result`, then
@@ -290,8 +335,8 @@ pub async fn release_finished(
     result: &str,
     always: bool,
     lock: Option<&FinishLock>,
-) -> Result<bool, StateError> {
-    release(runs, run, Some(("result", result)), always, lock).await
+) -> Result<Released, StateError> {
+    release(runs, run, Some(("result", result)), always, lock, true).await
 }
 
 /// Remove a claim whose registration may or may not have reached Redis (the
@@ -299,14 +344,17 @@ pub async fn release_finished(
 /// without touching the gauge, which only an announced run counts.
 pub async fn forget_unannounced(runs: &RunStore, run: &ActiveRun) -> Result<bool, StateError> {
     let mut redis = runs.redis.clone();
+    let _change = runs.status.begin_change();
     let raw: Option<String> = UNCLAIM
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
         .key(LAST_KEEPALIVE)
+        .key(RATE_LIMIT_HOSTS)
         .arg(&run.log_id)
         .arg(run.queue_id.to_string())
         .arg("")
         .arg("")
+        .arg("0")
         .arg("0")
         .invoke_async(&mut redis)
         .await?;
@@ -319,23 +367,39 @@ async fn release(
     message: Option<(&str, &str)>,
     always: bool,
     lock: Option<&FinishLock>,
-) -> Result<bool, StateError> {
+    publishes: bool,
+) -> Result<Released, StateError> {
     let (channel, text) = message.unwrap_or_default();
     let mut redis = runs.redis.clone();
+    let change = runs.status.begin_change();
+    let want = publishes && change.wants_snapshot;
     let mut script = UNCLAIM.prepare_invoke();
     script
         .key(ASSIGNED_QUEUE_ITEMS)
         .key(ACTIVE_RUNS)
         .key(LAST_KEEPALIVE)
+        .key(RATE_LIMIT_HOSTS)
         .arg(&run.log_id)
         .arg(run.queue_id.to_string())
         .arg(channel)
         .arg(text)
-        .arg(if always { "1" } else { "0" });
+        .arg(if always { "1" } else { "0" })
+        .arg(if want { "1" } else { "0" });
     if let Some(lock) = lock {
         script.key(&lock.key).arg(&lock.token);
     }
-    let raw: Option<String> = script.invoke_async(&mut redis).await?;
+    let (raw, snapshot): (Option<String>, _) = if want {
+        let parts: Vec<redis::Value> = script.invoke_async(&mut redis).await?;
+        match <[redis::Value; 4]>::try_from(parts) {
+            Ok([raw, stored, keepalives, limits]) => (
+                redis::from_owned_redis_value(raw)?,
+                Some(change.snapshot([stored, keepalives, limits])?),
+            ),
+            Err(_) => return Err(unexpected("release", "a run and three hashes")),
+        }
+    } else {
+        (script.invoke_async(&mut redis).await?, None)
+    };
     if let Some(lock) = lock {
         lock.released
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -350,7 +414,7 @@ async fn release(
             .with_label_values(&[&runs.metrics.worker_label.of(worker)])
             .dec();
     }
-    Ok(existed)
+    Ok(Released { existed, snapshot })
 }
 
 static RUN_AND_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -455,6 +519,7 @@ pub async fn active_runs_raw(runs: &RunStore) -> Result<Vec<(String, String)>, S
 /// Record that the worker of `run_id` was heard from now.
 pub async fn keepalive(runs: &RunStore, run_id: &str) -> Result<(), StateError> {
     let mut redis = runs.redis.clone();
+    let _change = runs.status.begin_change();
     redis
         .hset::<_, _, _, ()>(LAST_KEEPALIVE, run_id, isoformat(&runs.clock.now_naive()))
         .await?;
@@ -484,6 +549,7 @@ pub async fn rate_limit(
     let until =
         retry_after.unwrap_or_else(|| runs.clock.now_naive() + chrono::Duration::seconds(120));
     let mut redis = runs.redis.clone();
+    let _change = runs.status.begin_change();
     redis
         .hset::<_, _, _, ()>(RATE_LIMIT_HOSTS, host, isoformat(&until))
         .await?;
@@ -594,9 +660,12 @@ mod tests {
         let r1 = active(1, "r1");
         register(&runs, &r1).await.unwrap();
         let lock = FinishLock::try_acquire(&runs, "r1").await.unwrap().unwrap();
-        assert!(release_finished(&runs, &r1, "{}", true, Some(&lock))
-            .await
-            .unwrap());
+        assert!(
+            release_finished(&runs, &r1, "{}", true, Some(&lock))
+                .await
+                .unwrap()
+                .existed
+        );
         // Gone in the release's own round trip, before the holder lets go.
         let held: bool = conn.exists(lock_key("r1")).await.unwrap();
         assert!(!held, "the lock outlived the release of its run");
@@ -609,9 +678,12 @@ mod tests {
         conn.set::<_, _, ()>(lock_key("r2"), "someone-else")
             .await
             .unwrap();
-        assert!(release_finished(&runs, &r2, "{}", true, Some(&lock))
-            .await
-            .unwrap());
+        assert!(
+            release_finished(&runs, &r2, "{}", true, Some(&lock))
+                .await
+                .unwrap()
+                .existed
+        );
         let holder: Option<String> = conn.get(lock_key("r2")).await.unwrap();
         assert_eq!(holder.as_deref(), Some("someone-else"));
         lock.release(&runs).await.unwrap();

@@ -286,9 +286,7 @@ fn push_micros_as_seconds(us: i64, out: &mut String) {
 
 /// Read everything the status document needs in one atomic round trip.
 pub(super) async fn status_inputs(runs: &RunStore) -> Result<StatusInputs<'_>, StateError> {
-    let now = runs.clock.now_naive();
     let mut redis = runs.redis.clone();
-    type Hash = Vec<(String, String)>;
     let (stored, keepalives, limits): (Hash, Hash, Hash) = redis::pipe()
         .atomic()
         .hgetall(ACTIVE_RUNS)
@@ -296,17 +294,27 @@ pub(super) async fn status_inputs(runs: &RunStore) -> Result<StatusInputs<'_>, S
         .hgetall(RATE_LIMIT_HOSTS)
         .query_async(&mut redis)
         .await?;
-    Ok(StatusInputs {
-        now,
-        timeout_secs: runs.run_timeout_minutes as f64 * 60.0,
-        runs: stored,
-        keepalives: keepalives
-            .into_iter()
-            .filter_map(|(k, v)| parse_naive(&v).map(|t| (k, t)))
-            .collect(),
-        limits: live_limits(limits, now),
-        avoid_hosts: &runs.avoid_hosts,
-    })
+    Ok(StatusInputs::from_hashes(runs, stored, keepalives, limits))
+}
+
+/// A Redis hash as read: (field, value) pairs.
+type Hash = Vec<(String, String)>;
+
+impl<'a> StatusInputs<'a> {
+    fn from_hashes(runs: &'a RunStore, stored: Hash, keepalives: Hash, limits: Hash) -> Self {
+        let now = runs.clock.now_naive();
+        StatusInputs {
+            now,
+            timeout_secs: runs.run_timeout_minutes as f64 * 60.0,
+            runs: stored,
+            keepalives: keepalives
+                .into_iter()
+                .filter_map(|(k, v)| parse_naive(&v).map(|t| (k, t)))
+                .collect(),
+            limits: live_limits(limits, now),
+            avoid_hosts: &runs.avoid_hosts,
+        }
+    }
 }
 
 /// The status document of `GET /status` and the `queue` channel (§2.4).
@@ -358,6 +366,117 @@ pub struct StatusPublisher {
     pub(super) last_runs: AtomicUsize,
     /// Held while a publication is built.
     pub(super) turn: tokio::sync::Mutex<Turn>,
+    /// This process's changes to what the document shows (see [`Change`]).
+    pub(super) changes: std::sync::Mutex<ChangeCount>,
+    /// Publications that read the document from Redis, counted as they
+    /// start their read.
+    pub(super) reads: AtomicU64,
+    /// Snapshots discarded in a row (see [`Change::wants_snapshot`]).
+    pub(super) discarded: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ChangeCount {
+    /// Changes sent so far; the latest one's number.
+    sent: u64,
+    /// Changes sent whose reply has not arrived.
+    in_flight: usize,
+}
+
+/// A change to the active runs, keepalives or rate limits, from just
+/// before it is sent until its reply (every write of this module takes
+/// one). It lets a change's publication use the document's hashes as the
+/// change's own script read them, a round trip fewer than reading them
+/// again, when that copy is as new as a read made now would be for this
+/// process: no other change of this process was in flight when it was sent
+/// and none has been sent since (then every change of this process is in
+/// it), and no publication has read Redis since (so none already sent
+/// anything newer). Otherwise the publication reads afresh, as before.
+/// Changes by other runner processes are in the copy if they were made
+/// before it; the order of publications across processes is as racy as
+/// upstream's either way.
+pub(super) struct Change<'a> {
+    publisher: &'a StatusPublisher,
+    id: u64,
+    reads: u64,
+    /// Worth asking the script for the hashes: this change was sent alone,
+    /// the caller would wait for the publication (documents past
+    /// [`SYNC_PUBLICATION_MAX_RUNS`] are built in the background, later),
+    /// and recent snapshots were used. Under steady concurrency another
+    /// change is nearly always sent before the publication, so copies would
+    /// only be read and thrown away; then one change in
+    /// [`SNAPSHOT_PROBE_EVERY`] asks, to notice when that stops.
+    pub(super) wants_snapshot: bool,
+}
+
+impl StatusPublisher {
+    pub(super) fn begin_change(&self) -> Change<'_> {
+        // Read first: a publication read that starts meanwhile only makes
+        // the snapshot unusable.
+        let reads = self.reads.load(Ordering::SeqCst);
+        let (id, alone) = {
+            let mut c = self.changes.lock().expect("change count");
+            let alone = c.in_flight == 0;
+            c.in_flight += 1;
+            c.sent += 1;
+            (c.sent, alone)
+        };
+        let recent = self.discarded.load(Ordering::Relaxed) < SNAPSHOT_DISCARDS_TOLERATED
+            || id % SNAPSHOT_PROBE_EVERY == 0;
+        Change {
+            publisher: self,
+            id,
+            reads,
+            wants_snapshot: alone
+                && recent
+                && self.last_runs.load(Ordering::Relaxed) <= SYNC_PUBLICATION_MAX_RUNS,
+        }
+    }
+
+    /// Is `s` still as new as a fresh read, for this process?
+    fn is_current(&self, s: &Snapshot) -> bool {
+        self.changes.lock().expect("change count").sent == s.change
+            && self.reads.load(Ordering::SeqCst) == s.reads
+    }
+}
+
+impl Change<'_> {
+    /// The hashes the change's script returned (active runs, keepalives,
+    /// rate limits, each as HGETALL replies).
+    pub(super) fn snapshot(&self, parts: [redis::Value; 3]) -> Result<Snapshot, StateError> {
+        let [stored, keepalives, limits] = parts;
+        Ok(Snapshot {
+            stored: redis::from_owned_redis_value(stored)?,
+            keepalives: redis::from_owned_redis_value(keepalives)?,
+            limits: redis::from_owned_redis_value(limits)?,
+            change: self.id,
+            reads: self.reads,
+        })
+    }
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.publisher.changes.lock() {
+            c.in_flight -= 1;
+        }
+    }
+}
+
+/// Snapshots discarded in a row after which changes stop asking for them.
+const SNAPSHOT_DISCARDS_TOLERATED: u64 = 4;
+/// While they do not ask, one change in this many still does.
+const SNAPSHOT_PROBE_EVERY: u64 = 16;
+
+/// The status document's hashes as read by the script that made a change
+/// (see [`Change`]); handed to [`publish_status_with`].
+#[derive(Debug)]
+pub struct Snapshot {
+    stored: Hash,
+    keepalives: Hash,
+    limits: Hash,
+    change: u64,
+    reads: u64,
 }
 
 /// What the publication being built keeps for the next one.
@@ -380,14 +499,23 @@ pub struct Turn {
 /// the caller's change follows it, in order; changes made while one is
 /// being built share the next one.
 pub async fn publish_status(runs: &RunStore) -> Result<(), StateError> {
+    publish_status_with(runs, None).await
+}
+
+/// [`publish_status`] after a change whose script returned a [`Snapshot`]:
+/// published from it, without reading again, while it is current.
+pub async fn publish_status_with(
+    runs: &RunStore,
+    snapshot: Option<Snapshot>,
+) -> Result<(), StateError> {
     let p = &runs.status;
     let mine = p.requested.fetch_add(1, Ordering::SeqCst) + 1;
     if p.last_runs.load(Ordering::Relaxed) <= SYNC_PUBLICATION_MAX_RUNS {
-        return publish_covering(runs, mine, false).await;
+        return publish_covering(runs, mine, false, snapshot).await;
     }
     let deferred = runs.clone();
     runs.background.spawn_unlimited(async move {
-        if let Err(e) = publish_covering(&deferred, mine, true).await {
+        if let Err(e) = publish_covering(&deferred, mine, true, None).await {
             tracing::warn!(error = %e, "publishing the status document failed");
         }
     });
@@ -397,19 +525,40 @@ pub async fn publish_status(runs: &RunStore) -> Result<(), StateError> {
 /// Publish unless a publication covering change `mine` was made meanwhile;
 /// a `deferred` one first waits out [`DEFERRED_PUBLICATION_INTERVAL`],
 /// holding the turn, so the changes made meanwhile share it.
-async fn publish_covering(runs: &RunStore, mine: u64, deferred: bool) -> Result<(), StateError> {
+async fn publish_covering(
+    runs: &RunStore,
+    mine: u64,
+    deferred: bool,
+    snapshot: Option<Snapshot>,
+) -> Result<(), StateError> {
     let p = &runs.status;
     let mut turn = p.turn.lock().await;
     if p.published.load(Ordering::SeqCst) >= mine {
+        if snapshot.is_some() {
+            p.discarded.fetch_add(1, Ordering::Relaxed);
+        }
         return Ok(());
     }
     if let (true, Some(last)) = (deferred, turn.last) {
         tokio::time::sleep_until(last + DEFERRED_PUBLICATION_INTERVAL).await;
     }
     // Every change announced up to here is visible in Redis already, so the
-    // document read next covers it.
+    // document read next covers it; so does a current snapshot, which no
+    // change of this process has been sent since.
     let covers = p.requested.load(Ordering::SeqCst);
-    let inputs = status_inputs(runs).await?;
+    let inputs = match snapshot {
+        Some(s) if p.is_current(&s) => {
+            p.discarded.store(0, Ordering::Relaxed);
+            StatusInputs::from_hashes(runs, s.stored, s.keepalives, s.limits)
+        }
+        other => {
+            if other.is_some() {
+                p.discarded.fetch_add(1, Ordering::Relaxed);
+            }
+            p.reads.fetch_add(1, Ordering::SeqCst);
+            status_inputs(runs).await?
+        }
+    };
     let text = inputs.document_text_with(&mut turn.cache);
     p.last_runs.store(inputs.runs.len(), Ordering::Relaxed);
     let mut redis = runs.redis.clone();
@@ -567,6 +716,162 @@ mod tests {
         let more =
             tokio::time::timeout(std::time::Duration::from_millis(100), messages.next()).await;
         assert!(more.is_err(), "unexpected publication");
+    }
+
+    fn active(queue_id: i64, id: &str) -> ActiveRun {
+        ActiveRun {
+            queue_id,
+            log_id: id.into(),
+            codebase: Some(format!("cb-{queue_id}")),
+            change_set: None,
+            campaign: "lintian-fixes".into(),
+            command: "true".into(),
+            estimated_duration: None,
+            start_time: parse_naive("2020-02-02T10:00:00").unwrap(),
+            worker_name: Some("w1".into()),
+            worker_link: None,
+            vcs_info: Map::new(),
+            backchannel: crate::types::Backchannel::None,
+            instigated_context: Value::Null,
+            resume_from: None,
+        }
+    }
+
+    /// Status reads made so far: each is a MULTI/EXEC pipeline, and nothing
+    /// else these tests do uses one.
+    async fn exec_calls(runs: &RunStore) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut runs.connection())
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_exec:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
+    async fn next_document(
+        messages: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
+    ) -> String {
+        use futures::StreamExt;
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), messages.next())
+            .await
+            .expect("a publication")
+            .unwrap();
+        msg.get_payload().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_change_made_alone_is_published_from_its_own_script_reply() {
+        let redis = crate::test_redis::test_redis().await;
+        let (runs, mut messages) = store_and_subscriber(&redis).await;
+        rate_limit(&runs, "example.com", None).await.unwrap();
+        keepalive(&runs, "r0").await.unwrap();
+
+        let r1 = active(1, "r1");
+        let snapshot = claim(&runs, &r1).await.unwrap();
+        assert!(snapshot.is_some(), "a change sent alone brings the hashes");
+        let reads = exec_calls(&runs).await;
+        announce(&runs, &r1, snapshot).await.unwrap();
+        let published = next_document(&mut messages).await;
+        assert_eq!(
+            exec_calls(&runs).await,
+            reads,
+            "the document was read again"
+        );
+        // What a read made now gives (the clock stands still here).
+        assert_eq!(
+            published,
+            status_inputs(&runs).await.unwrap().document_text()
+        );
+        assert!(published.contains(r#""id": "r1""#), "{published}");
+        assert!(published.contains("example.com"), "{published}");
+
+        let released = release_finished(&runs, &r1, "{}", true, None)
+            .await
+            .unwrap();
+        assert!(released.existed && released.snapshot.is_some());
+        let reads = exec_calls(&runs).await;
+        publish_status_with(&runs, released.snapshot).await.unwrap();
+        let published = next_document(&mut messages).await;
+        assert_eq!(
+            exec_calls(&runs).await,
+            reads,
+            "the document was read again"
+        );
+        assert_eq!(
+            published,
+            status_inputs(&runs).await.unwrap().document_text()
+        );
+        assert!(published.starts_with(r#"{"processing": []"#), "{published}");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_another_change_overtook_is_not_published() {
+        let redis = crate::test_redis::test_redis().await;
+        let (runs, mut messages) = store_and_subscriber(&redis).await;
+
+        // Another change sent after the claim: the claim's copy misses it.
+        let (r1, r2) = (active(1, "r1"), active(2, "r2"));
+        let first = claim(&runs, &r1).await.unwrap();
+        let second = claim(&runs, &r2).await.unwrap();
+        announce(&runs, &r1, first).await.unwrap();
+        let doc = next_document(&mut messages).await;
+        assert!(doc.contains(r#""id": "r2""#), "{doc}");
+        announce(&runs, &r2, second).await.unwrap();
+        assert!(next_document(&mut messages).await.contains(r#""id": "r1""#));
+
+        // A publication read Redis after the copy was made, and saw a run
+        // another runner process added since: publishing the copy after it
+        // would take that run back out of the last document.
+        let (other, _) = store_and_subscriber(&redis).await;
+        let r5 = active(5, "r5");
+        let copy = claim(&runs, &r5).await.unwrap();
+        assert!(copy.is_some());
+        register(&other, &active(6, "r6")).await.unwrap();
+        assert!(next_document(&mut messages).await.contains(r#""id": "r6""#));
+        publish_status(&runs).await.unwrap();
+        assert!(next_document(&mut messages).await.contains(r#""id": "r6""#));
+        announce(&runs, &r5, copy).await.unwrap();
+        let last = next_document(&mut messages).await;
+        assert!(last.contains(r#""id": "r6""#), "{last}");
+
+        // A change sent while another is in flight brings no copy.
+        let in_flight = runs.status.begin_change();
+        let r3 = active(3, "r3");
+        assert!(claim(&runs, &r3).await.unwrap().is_none());
+        drop(in_flight);
+        // Nor does one that would not wait for its publication.
+        runs.status
+            .last_runs
+            .store(SYNC_PUBLICATION_MAX_RUNS + 1, Ordering::Relaxed);
+        let r4 = active(4, "r4");
+        assert!(claim(&runs, &r4).await.unwrap().is_none());
+        runs.status.last_runs.store(0, Ordering::Relaxed);
+
+        // After a few copies thrown away, changes stop asking for them but
+        // for one in SNAPSHOT_PROBE_EVERY; a copy used makes them ask again.
+        runs.status
+            .discarded
+            .store(SNAPSHOT_DISCARDS_TOLERATED, Ordering::Relaxed);
+        let asking = (0..SNAPSHOT_PROBE_EVERY)
+            .filter(|_| runs.status.begin_change().wants_snapshot)
+            .count();
+        assert_eq!(asking, 1);
+        let mut silent = 0;
+        loop {
+            let q = 10 + silent;
+            let run = active(q, &format!("p{q}"));
+            if let Some(copy) = claim(&runs, &run).await.unwrap() {
+                announce(&runs, &run, Some(copy)).await.unwrap();
+                next_document(&mut messages).await;
+                break;
+            }
+            silent += 1;
+            assert!(silent < SNAPSHOT_PROBE_EVERY as i64, "no change asked");
+        }
+        assert_eq!(runs.status.discarded.load(Ordering::Relaxed), 0);
+        assert!(claim(&runs, &active(99, "p99")).await.unwrap().is_some());
     }
 
     #[tokio::test]
