@@ -265,8 +265,15 @@ async fn worker_credentials() {
 async fn with_opener_and_one_item(
     opener: std::sync::Arc<dyn janitor_runner::vcs::BranchOpener>,
 ) -> TestRunner {
+    with_clock_opener_and_one_item(janitor_runner::clock::system(), opener).await
+}
+
+async fn with_clock_opener_and_one_item(
+    clock: janitor_runner::clock::SharedClock,
+    opener: std::sync::Arc<dyn janitor_runner::vcs::BranchOpener>,
+) -> TestRunner {
     let config = "campaign {\n  name: \"fix\"\n  generic_build {\n  }\n}\n";
-    let t = TestRunner::start_full(config, janitor_runner::clock::system(), opener, |_, _| {})
+    let t = TestRunner::start_full(config, clock, opener, |_, _| {})
         .await
         .expect("runner");
     sqlx::raw_sql(
@@ -278,6 +285,17 @@ async fn with_opener_and_one_item(
     .await
     .unwrap();
     t
+}
+
+/// A git branch opened at `user_url`, as the stand-in openers give it.
+fn git_branch(user_url: String) -> janitor_runner::vcs::OpenedBranch {
+    janitor_runner::vcs::OpenedBranch {
+        user_url,
+        name: None,
+        vcs_type: "git".into(),
+        colocated: Default::default(),
+        handle: None,
+    }
 }
 
 /// A branch opener standing in for Breezy and the forges: every branch opens
@@ -293,15 +311,7 @@ impl janitor_runner::vcs::BranchOpener for RateLimitedForge {
         'a,
         Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
     > {
-        Box::pin(async move {
-            Ok(janitor_runner::vcs::OpenedBranch {
-                user_url: url.to_string(),
-                name: None,
-                vcs_type: "git".into(),
-                colocated: Default::default(),
-                handle: None,
-            })
-        })
+        Box::pin(async move { Ok(git_branch(url.to_string())) })
     }
 
     fn forge_resume<'a>(
@@ -545,4 +555,83 @@ async fn a_claim_on_an_item_finished_since_its_selection_is_withdrawn() {
     );
     drop(conn);
     t.runner.shutdown().await.unwrap();
+}
+
+/// A branch opener that takes five seconds of the runner's manual clock and
+/// opens the branch at `moved_to` when set (as Breezy normalises a URL).
+struct SlowOpener {
+    clock: std::sync::Arc<janitor_runner::clock::ManualClock>,
+    moved_to: Option<String>,
+}
+
+impl janitor_runner::vcs::BranchOpener for SlowOpener {
+    fn open<'a>(
+        &'a self,
+        url: &'a str,
+        _vcs_type: Option<&'a str>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
+    > {
+        self.clock.advance(chrono::Duration::seconds(5));
+        let user_url = self.moved_to.clone().unwrap_or_else(|| url.to_string());
+        Box::pin(async move { Ok(git_branch(user_url)) })
+    }
+
+    fn forge_resume<'a>(
+        &'a self,
+        _main: &'a janitor_runner::vcs::OpenedBranch,
+        _names: &'a [String],
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<janitor_runner::vcs::ForgeResume>> {
+        Box::pin(async { Ok(janitor_runner::vcs::ForgeResume::None) })
+    }
+}
+
+/// §4.7 writes the assigned run again to keep what opening its branch
+/// changed. A run that did not change is not written again (a Redis round
+/// trip fewer per assignment): the stored run stays the claimed one, whose
+/// `current_duration` is the claim's (QH-9), while a moved branch is stored
+/// with its new URL and the duration of the re-save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assigned_run_is_written_again_only_when_opening_its_branch_changed_it() {
+    for moved_to in [None, Some("https://forge.example/c1.git")] {
+        let clock = std::sync::Arc::new(janitor_runner::clock::ManualClock::new(
+            chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+                .unwrap()
+                .into(),
+        ));
+        let opener = SlowOpener {
+            clock: clock.clone(),
+            moved_to: moved_to.map(str::to_string),
+        };
+        let t = with_clock_opener_and_one_item(clock, std::sync::Arc::new(opener)).await;
+        let response = t
+            .http
+            .post(t.admin("/active-runs"))
+            .json(&json!({"worker": "w1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut redis = t.runner.app.runs.connection();
+        let stored: String = redis::AsyncCommands::hget(&mut redis, "active-runs", &id)
+            .await
+            .unwrap();
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        match moved_to {
+            None => {
+                assert_eq!(stored["vcs"]["branch_url"], "https://forge.example/c1");
+                assert_eq!(stored["current_duration"], 0.0, "written again: {stored}");
+            }
+            Some(url) => {
+                assert_eq!(stored["vcs"]["branch_url"], url, "{stored}");
+                assert_eq!(stored["current_duration"], 5.0, "{stored}");
+            }
+        }
+        t.runner.shutdown().await.unwrap();
+    }
 }

@@ -15,6 +15,7 @@ pub(super) async fn build_assignment(
     mut run: ActiveRun,
 ) -> Result<Assignment, AssignError> {
     let builder = builder_for(app, campaign)?;
+    let claimed = run.clone();
     let db_vcs_type = run
         .vcs_info
         .get("vcs_type")
@@ -54,7 +55,15 @@ pub(super) async fn build_assignment(
     let config = build_config(app, &mut conn, &builder, campaign, &item).await?;
     drop(conn);
 
-    state::update(&app.runs, &run).await?;
+    // §4.7 writes the run again to keep what opening the branch and the
+    // resume look-up changed (the normalised URL, `resume_from`). A run
+    // still equal to the one claimed (upstream's equality, which leaves out
+    // `current_duration`: data-types.md §3.3) is not written again: a Redis
+    // round trip fewer, and the stored `current_duration` stays the claim's,
+    // as QH-9 describes it ("when the run was last written").
+    if run != claimed {
+        state::update(&app.runs, &run).await?;
+    }
 
     let (cached_url, target_url) = store_urls(managers, vcs_type.as_deref(), &item, &builder)?;
 

@@ -761,6 +761,24 @@ mod tests {
         msg.get_payload().unwrap()
     }
 
+    /// What `publication` sent, checked to be built without reading Redis
+    /// again and to be what a read made now gives (the clock stands still).
+    async fn published_from_copy(
+        runs: &RunStore,
+        messages: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
+        publication: impl std::future::Future<Output = Result<(), StateError>>,
+    ) -> String {
+        let reads = exec_calls(runs).await;
+        publication.await.unwrap();
+        let published = next_document(messages).await;
+        assert_eq!(exec_calls(runs).await, reads, "the document was read again");
+        assert_eq!(
+            published,
+            status_inputs(runs).await.unwrap().document_text()
+        );
+        published
+    }
+
     #[tokio::test]
     async fn a_change_made_alone_is_published_from_its_own_script_reply() {
         let redis = crate::test_redis::test_redis().await;
@@ -771,19 +789,8 @@ mod tests {
         let r1 = active(1, "r1");
         let snapshot = claim(&runs, &r1).await.unwrap();
         assert!(snapshot.is_some(), "a change sent alone brings the hashes");
-        let reads = exec_calls(&runs).await;
-        announce(&runs, &r1, snapshot).await.unwrap();
-        let published = next_document(&mut messages).await;
-        assert_eq!(
-            exec_calls(&runs).await,
-            reads,
-            "the document was read again"
-        );
-        // What a read made now gives (the clock stands still here).
-        assert_eq!(
-            published,
-            status_inputs(&runs).await.unwrap().document_text()
-        );
+        let published =
+            published_from_copy(&runs, &mut messages, announce(&runs, &r1, snapshot)).await;
         assert!(published.contains(r#""id": "r1""#), "{published}");
         assert!(published.contains("example.com"), "{published}");
 
@@ -791,18 +798,8 @@ mod tests {
             .await
             .unwrap();
         assert!(released.existed && released.snapshot.is_some());
-        let reads = exec_calls(&runs).await;
-        publish_status_with(&runs, released.snapshot).await.unwrap();
-        let published = next_document(&mut messages).await;
-        assert_eq!(
-            exec_calls(&runs).await,
-            reads,
-            "the document was read again"
-        );
-        assert_eq!(
-            published,
-            status_inputs(&runs).await.unwrap().document_text()
-        );
+        let publication = publish_status_with(&runs, released.snapshot);
+        let published = published_from_copy(&runs, &mut messages, publication).await;
         assert!(published.starts_with(r#"{"processing": []"#), "{published}");
     }
 
