@@ -176,7 +176,8 @@ pub async fn claim(runs: &RunStore, run: &ActiveRun) -> Result<Option<Snapshot>,
             }
             Err(_) => Err(unexpected("claim", "a claim and three hashes")),
         },
-        _ => Ok(None),
+        redis::Value::Int(1) => Ok(None),
+        _ => Err(unexpected("claim", "0 or 1")),
     }
 }
 

@@ -702,12 +702,7 @@ mod tests {
     async fn next_processing(
         messages: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
     ) -> usize {
-        use futures::StreamExt;
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), messages.next())
-            .await
-            .expect("a publication")
-            .unwrap();
-        let doc: Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        let doc: Value = serde_json::from_str(&next_document(messages).await).unwrap();
         doc["processing"].as_array().unwrap().len()
     }
 
@@ -750,6 +745,7 @@ mod tests {
             .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
     }
 
+    /// The text of the next `queue` message.
     async fn next_document(
         messages: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
     ) -> String {
