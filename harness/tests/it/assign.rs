@@ -287,53 +287,12 @@ async fn with_clock_opener_and_one_item(
     t
 }
 
-/// A git branch opened at `user_url`, as the stand-in openers give it.
-fn git_branch(user_url: String) -> janitor_runner::vcs::OpenedBranch {
-    janitor_runner::vcs::OpenedBranch {
-        user_url,
-        name: None,
-        vcs_type: "git".into(),
-        colocated: Default::default(),
-        handle: None,
-    }
-}
-
-/// A branch opener standing in for Breezy and the forges: every branch opens
-/// as git, and the forge answers 429 for `forge.example`.
-struct RateLimitedForge;
-
-impl janitor_runner::vcs::BranchOpener for RateLimitedForge {
-    fn open<'a>(
-        &'a self,
-        url: &'a str,
-        _vcs_type: Option<&'a str>,
-    ) -> futures::future::BoxFuture<
-        'a,
-        Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
-    > {
-        Box::pin(async move { Ok(git_branch(url.to_string())) })
-    }
-
-    fn forge_resume<'a>(
-        &'a self,
-        _main: &'a janitor_runner::vcs::OpenedBranch,
-        _names: &'a [String],
-    ) -> futures::future::BoxFuture<'a, anyhow::Result<janitor_runner::vcs::ForgeResume>> {
-        Box::pin(async {
-            Ok(janitor_runner::vcs::ForgeResume::RateLimited {
-                host: "forge.example".into(),
-                reason: "Too many requests".into(),
-            })
-        })
-    }
-}
-
 /// The opener is the one the runner was started with: a forge that
 /// rate-limits makes the assign answer 429, the host is rate-limited in
 /// Redis and the run is stored as `resume-rate-limited`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limiting_forge_is_recorded_and_the_run_aborted() {
-    let t = with_opener_and_one_item(std::sync::Arc::new(RateLimitedForge)).await;
+    let t = with_opener_and_one_item(std::sync::Arc::new(StandInOpener::rate_limited())).await;
     let resp = t
         .http
         .post(t.admin("/active-runs"))
@@ -557,14 +516,27 @@ async fn a_claim_on_an_item_finished_since_its_selection_is_withdrawn() {
     t.runner.shutdown().await.unwrap();
 }
 
-/// A branch opener that takes five seconds of the runner's manual clock and
-/// opens the branch at `moved_to` when set (as Breezy normalises a URL).
-struct SlowOpener {
-    clock: std::sync::Arc<janitor_runner::clock::ManualClock>,
+/// A branch opener standing in for Breezy and the forges: every branch opens
+/// as git (at `moved_to` when set, as Breezy normalises a URL), opening
+/// takes five seconds of `clock` when given, and the forge answers 429 for
+/// `forge.example` when `rate_limited`.
+#[derive(Default)]
+struct StandInOpener {
+    clock: Option<std::sync::Arc<janitor_runner::clock::ManualClock>>,
     moved_to: Option<String>,
+    rate_limited: bool,
 }
 
-impl janitor_runner::vcs::BranchOpener for SlowOpener {
+impl StandInOpener {
+    fn rate_limited() -> Self {
+        StandInOpener {
+            rate_limited: true,
+            ..Default::default()
+        }
+    }
+}
+
+impl janitor_runner::vcs::BranchOpener for StandInOpener {
     fn open<'a>(
         &'a self,
         url: &'a str,
@@ -573,9 +545,19 @@ impl janitor_runner::vcs::BranchOpener for SlowOpener {
         'a,
         Result<janitor_runner::vcs::OpenedBranch, janitor_runner::vcs::OpenError>,
     > {
-        self.clock.advance(chrono::Duration::seconds(5));
+        if let Some(clock) = &self.clock {
+            clock.advance(chrono::Duration::seconds(5));
+        }
         let user_url = self.moved_to.clone().unwrap_or_else(|| url.to_string());
-        Box::pin(async move { Ok(git_branch(user_url)) })
+        Box::pin(async move {
+            Ok(janitor_runner::vcs::OpenedBranch {
+                user_url,
+                name: None,
+                vcs_type: "git".into(),
+                colocated: Default::default(),
+                handle: None,
+            })
+        })
     }
 
     fn forge_resume<'a>(
@@ -583,7 +565,15 @@ impl janitor_runner::vcs::BranchOpener for SlowOpener {
         _main: &'a janitor_runner::vcs::OpenedBranch,
         _names: &'a [String],
     ) -> futures::future::BoxFuture<'a, anyhow::Result<janitor_runner::vcs::ForgeResume>> {
-        Box::pin(async { Ok(janitor_runner::vcs::ForgeResume::None) })
+        let resume = if self.rate_limited {
+            janitor_runner::vcs::ForgeResume::RateLimited {
+                host: "forge.example".into(),
+                reason: "Too many requests".into(),
+            }
+        } else {
+            janitor_runner::vcs::ForgeResume::None
+        };
+        Box::pin(async move { Ok(resume) })
     }
 }
 
@@ -600,9 +590,10 @@ async fn an_assigned_run_is_written_again_only_when_opening_its_branch_changed_i
                 .unwrap()
                 .into(),
         ));
-        let opener = SlowOpener {
-            clock: clock.clone(),
+        let opener = StandInOpener {
+            clock: Some(clock.clone()),
             moved_to: moved_to.map(str::to_string),
+            rate_limited: false,
         };
         let t = with_clock_opener_and_one_item(clock, std::sync::Arc::new(opener)).await;
         let response = t
