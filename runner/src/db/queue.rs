@@ -164,6 +164,14 @@ pub async fn next_item(
 /// The first `limit` unclaimed queue items in (bucket, priority, id) order,
 /// one indexed query. The host test is upstream's: the authority of the
 /// codebase's branch URL (port included), NULL URLs never excluded.
+///
+/// Written so that PostgreSQL can keep one generic plan per statement
+/// instead of planning every call afresh (~0.1 ms each, most of the query's
+/// cost when few items are claimed): the limit is a literal, rounded up to a
+/// power of two so there are few distinct statements, and the claimed ids
+/// are a hashed `NOT IN` subquery. `NOT (id = ANY($1))` would be hashed only
+/// in a plan made for the very array, so a generic plan tested every row
+/// against every claimed id (2 ms at 1,000 claims).
 pub async fn next_items(
     conn: &mut PgConnection,
     filter: &NextItemFilter<'_>,
@@ -184,7 +192,8 @@ pub async fn next_items(
     };
     if !filter.assigned.is_empty() {
         next(&mut q);
-        q.push("NOT (queue.id = ANY(")
+        // Never NULL, so NOT IN means "not one of them".
+        q.push("queue.id NOT IN (SELECT unnest(")
             .push_bind(filter.assigned)
             .push("::int[]))");
     }
@@ -205,9 +214,15 @@ pub async fn next_items(
         .push_bind(filter.exclude_hosts)
         .push("::text[]))");
     }
-    q.push(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ")
-        .push_bind(limit);
-    q.build_query_as::<NextItem>().fetch_all(conn).await
+    let rows = u64::try_from(limit.clamp(1, 1 << 30))
+        .unwrap_or(1)
+        .next_power_of_two();
+    q.push(format_args!(
+        " ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT {rows}"
+    ));
+    let mut items = q.build_query_as::<NextItem>().fetch_all(conn).await?;
+    items.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+    Ok(items)
 }
 
 /// Is the queue item still there? A claim won after a finish released it
