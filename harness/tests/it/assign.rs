@@ -671,6 +671,18 @@ async fn the_selection_is_planned_once_and_answers_the_first_unclaimed_items() {
             assert_eq!(got, unclaimed[..limit as usize], "limit {limit}");
         }
     }
+    let by_campaign = NextItemFilter {
+        assigned: &claimed,
+        campaign: Some("lintian-fixes"),
+        ..Default::default()
+    };
+    let got: Vec<i32> = queue::next_items(&mut conn, &by_campaign, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(got, unclaimed[..3], "filtered by campaign");
     let none = NextItemFilter::default();
     let all = queue::next_items(&mut conn, &none, 100).await.unwrap();
     assert_eq!(all.len(), 60, "fewer items than the limit: all of them");

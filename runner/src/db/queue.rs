@@ -165,13 +165,17 @@ pub async fn next_item(
 /// one indexed query. The host test is upstream's: the authority of the
 /// codebase's branch URL (port included), NULL URLs never excluded.
 ///
-/// Written so that PostgreSQL can keep one generic plan per statement
+/// An unfiltered selection (the shared one every plain assign uses) is
+/// written so that PostgreSQL can keep one generic plan per statement
 /// instead of planning every call afresh (~0.1 ms each, most of the query's
 /// cost when few items are claimed): the limit is a literal, rounded up to a
 /// power of two so there are few distinct statements, and the claimed ids
 /// are a hashed `NOT IN` subquery. `NOT (id = ANY($1))` would be hashed only
 /// in a plan made for the very array, so a generic plan tested every row
-/// against every claimed id (2 ms at 1,000 claims).
+/// against every claimed id (2 ms at 1,000 claims). A codebase or campaign
+/// filter keeps its limit a parameter, so it is still planned for its very
+/// value: one plan for every campaign could walk the whole queue for a rare
+/// one.
 pub async fn next_items(
     conn: &mut PgConnection,
     filter: &NextItemFilter<'_>,
@@ -214,12 +218,17 @@ pub async fn next_items(
         .push_bind(filter.exclude_hosts)
         .push("::text[]))");
     }
-    let rows = u64::try_from(limit.clamp(1, 1 << 30))
-        .unwrap_or(1)
-        .next_power_of_two();
-    q.push(format_args!(
-        " ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT {rows}"
-    ));
+    q.push(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ");
+    if filter.codebase.is_some_and(|c| !c.is_empty())
+        || filter.campaign.is_some_and(|c| !c.is_empty())
+    {
+        q.push_bind(limit);
+    } else {
+        let rows = u64::try_from(limit.clamp(1, 1 << 30))
+            .unwrap_or(1)
+            .next_power_of_two();
+        q.push(rows);
+    }
     let mut items = q.build_query_as::<NextItem>().fetch_all(conn).await?;
     items.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
     Ok(items)
