@@ -10,7 +10,9 @@
 //! - `finish`: `POST /active-runs/{id}/finish` with a small multipart body
 //!   after an untimed assignment; the consumed queue row is put back untimed;
 //! - `concurrent=64/assign`: 64 assignments at once (20 rounds), each timed,
-//!   with the claims they took per assignment (issue 13).
+//!   with the claims they took per assignment (issue 13);
+//! - `step:…`: the claim's steps timed one by one (claims read, selection,
+//!   claim script, announce), to show which of them grows with active runs.
 //!
 //! Active runs are claims on extra queue items placed at the head of the
 //! queue, where real active runs are: the selection must step over them.
@@ -18,7 +20,10 @@
 //! timed iteration, printed as a table at the end.
 //!
 //! `JANITOR_BENCH_SIZES` and `JANITOR_BENCH_ACTIVE` (comma-separated) narrow
-//! the matrix, e.g. for a quick dry run.
+//! the matrix, e.g. for a quick dry run. `JANITOR_BENCH_ACTIVE_AT=tail` puts
+//! the active runs' items at the end of the queue instead, so the selection
+//! never steps over them: what then still grows with the active runs is the
+//! rest of the assignment (claims read, status publications).
 
 use criterion::{BenchmarkId, Criterion};
 use hdrhistogram::Histogram;
@@ -60,6 +65,11 @@ fn record(id: &str, d: Duration) {
     all.entry(id.to_string())
         .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"))
         .saturating_record(d.as_micros().max(1) as u64);
+}
+
+/// `JANITOR_BENCH_ACTIVE_AT=tail`: active runs' items behind every other one.
+fn at_tail() -> bool {
+    std::env::var("JANITOR_BENCH_ACTIVE_AT").is_ok_and(|v| v == "tail")
 }
 
 fn list_env(name: &str, default: &[u64]) -> Vec<u64> {
@@ -113,12 +123,14 @@ impl Bed {
         .await?;
         let ids: Vec<(i32, String)> = sqlx::query_as(
             "INSERT INTO queue (codebase, suite, command, priority, bucket, estimated_duration) \
-             SELECT 'active-' || i, $2, 'true', -100000 + i, \
-                    (enum_range(NULL::queue_bucket))[1], make_interval(secs => 60) \
+             SELECT 'active-' || i, $2, 'true', $3 + i, \
+                    (enum_range(NULL::queue_bucket))[$4], make_interval(secs => 60) \
              FROM generate_series(1, $1::bigint) i RETURNING id, codebase",
         )
         .bind(n as i64)
         .bind(CAMPAIGN)
+        .bind(if at_tail() { 100_000i64 } else { -100_000 })
+        .bind(if at_tail() { 8i32 } else { 1 })
         .fetch_all(&self.db)
         .await?;
         let mut runs = Vec::new();
@@ -190,6 +202,44 @@ async fn claim_once(app: &App) -> anyhow::Result<(Duration, String)> {
     let run = fake_run(app, i64::from(item.id), &item.codebase);
     state::register(&app.runs, &run).await?;
     Ok((t.elapsed(), run.log_id))
+}
+
+/// The claim's steps timed one by one (`<prefix>/step:…`), 2,000 times:
+/// what grows with the active runs. The claim is withdrawn untimed.
+async fn steps(app: &Arc<App>, prefix: &str) {
+    for _ in 0..2_000 {
+        let t = Instant::now();
+        let (claimed, _limits) = state::selection_inputs(&app.runs).await.expect("inputs");
+        record(&format!("{prefix}/step:claims-read"), t.elapsed());
+        let assigned: Vec<i32> = claimed
+            .into_iter()
+            .filter_map(|k| i32::try_from(k).ok())
+            .collect();
+        let mut conn = app.db.acquire().await.expect("connection");
+        let filter = NextItemFilter {
+            assigned: &assigned,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let item = queue::next_item(&mut conn, &filter)
+            .await
+            .expect("select")
+            .expect("queue empty");
+        record(&format!("{prefix}/step:select"), t.elapsed());
+        drop(conn);
+        let run = fake_run(app, i64::from(item.id), &item.codebase);
+        let t = Instant::now();
+        let snapshot = state::claim(&app.runs, &run).await.expect("claim");
+        record(&format!("{prefix}/step:claim-script"), t.elapsed());
+        let t = Instant::now();
+        state::announce(&app.runs, &run, snapshot)
+            .await
+            .expect("announce");
+        record(&format!("{prefix}/step:announce"), t.elapsed());
+        state::unclaim(&app.runs, &run.log_id)
+            .await
+            .expect("unclaim");
+    }
 }
 
 async fn assign_once(
@@ -276,11 +326,17 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
         let repo_url = format!("file://{}", repo.display());
         for &active in &actives {
             let runs = rt.block_on(bed.add_active(active)).expect("active runs");
-            let mut g = c.benchmark_group(format!("items={items}/active={active}"));
+            let mut g = c.benchmark_group(format!(
+                "items={items}/active={active}{}",
+                if at_tail() { "@tail" } else { "" }
+            ));
             g.sample_size(10)
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(2));
-            let prefix = format!("items={items}/active={active}");
+            let prefix = format!(
+                "items={items}/active={active}{}",
+                if at_tail() { "@tail" } else { "" }
+            );
 
             let id = format!("{prefix}/claim");
             g.bench_function(BenchmarkId::from_parameter("claim"), |b| {
@@ -366,6 +422,7 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
                 })
             });
             g.finish();
+            rt.block_on(steps(bed.app(), &prefix));
             rt.block_on(bed.drop_active(&runs))
                 .expect("drop active runs");
         }
