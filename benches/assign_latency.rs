@@ -205,7 +205,7 @@ async fn claim_once(app: &App) -> anyhow::Result<(Duration, String)> {
 }
 
 /// The claim's steps timed one by one (`<prefix>/step:…`), 2,000 times:
-/// what grows with the active runs. The claim is withdrawn untimed.
+/// what grows with the active runs. The claim is released again untimed.
 async fn steps(app: &Arc<App>, prefix: &str) {
     for _ in 0..2_000 {
         let t = Instant::now();
