@@ -326,17 +326,14 @@ fn bench_all(c: &mut Criterion, rt: &Runtime) {
         let repo_url = format!("file://{}", repo.display());
         for &active in &actives {
             let runs = rt.block_on(bed.add_active(active)).expect("active runs");
-            let mut g = c.benchmark_group(format!(
-                "items={items}/active={active}{}",
-                if at_tail() { "@tail" } else { "" }
-            ));
-            g.sample_size(10)
-                .warm_up_time(Duration::from_millis(500))
-                .measurement_time(Duration::from_secs(2));
             let prefix = format!(
                 "items={items}/active={active}{}",
                 if at_tail() { "@tail" } else { "" }
             );
+            let mut g = c.benchmark_group(prefix.clone());
+            g.sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(2));
 
             let id = format!("{prefix}/claim");
             g.bench_function(BenchmarkId::from_parameter("claim"), |b| {

@@ -190,6 +190,8 @@ pub async fn next_items(
          codebase.subpath AS subpath \
          FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase",
     );
+    let codebase = filter.codebase.filter(|c| !c.is_empty());
+    let campaign = filter.campaign.filter(|c| !c.is_empty());
     let mut clause = " WHERE ";
     let mut next = |q: &mut QueryBuilder<'_, Postgres>| {
         q.push(std::mem::replace(&mut clause, " AND "));
@@ -201,11 +203,11 @@ pub async fn next_items(
             .push_bind(filter.assigned)
             .push("::int[]))");
     }
-    if let Some(c) = filter.codebase.filter(|c| !c.is_empty()) {
+    if let Some(c) = codebase {
         next(&mut q);
         q.push("queue.codebase = ").push_bind(c);
     }
-    if let Some(c) = filter.campaign.filter(|c| !c.is_empty()) {
+    if let Some(c) = campaign {
         next(&mut q);
         q.push("queue.suite = ").push_bind(c);
     }
@@ -219,9 +221,7 @@ pub async fn next_items(
         .push("::text[]))");
     }
     q.push(" ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT ");
-    if filter.codebase.is_some_and(|c| !c.is_empty())
-        || filter.campaign.is_some_and(|c| !c.is_empty())
-    {
+    if codebase.is_some() || campaign.is_some() {
         q.push_bind(limit);
     } else {
         let rows = u64::try_from(limit.clamp(1, 1 << 30))
