@@ -1,0 +1,63 @@
+#!/bin/bash
+# What a claimed marker in the queue table would give (issue 13's last target; not built: it changes the schema
+# every Janitor service shares). Measures, on a private PostgreSQL over 100,000 items seeded as `load seed`
+# does, with 1,000 claimed items at the head of the queue:
+#   none   - the selection with nothing claimed;
+#   ids    - today's selection: the claimed ids sent and tested with a hashed NOT IN;
+#   marker - a `claimed` column with a partial index (bucket, priority, id) WHERE NOT claimed;
+#   write  - what the marker costs: the claim's UPDATE and the release's UPDATE of one item.
+# Each is a pgbench run (one client, prepared, ${T:-10} s); subtract `base` (SELECT 1) for the server's time.
+# Usage: benches/claimed-marker.sh   (as root or as postgres; PORT defaults to 5499, loopback only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT=${PORT:-5499}
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+DIR=$(mktemp -d /dev/shm/claimed-marker.XXXXXX 2>/dev/null || mktemp -d)
+chmod 755 "$DIR"
+[ "$(id -u)" = 0 ] && chown postgres "$DIR"
+# Only the server started here is stopped, through its own data directory.
+trap 'as_pg "$PGBIN/pg_ctl" -D "$DIR/data" stop -m fast >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+as_pg "$PGBIN/initdb" -A trust -U postgres -D "$DIR/data" >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start \
+  -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" >/dev/null
+P="psql -h 127.0.0.1 -p $PORT -U postgres -v ON_ERROR_STOP=1 -qAt"
+$P -c "CREATE DATABASE proto"
+P="$P -d proto"
+for f in migrations/*.sql; do $P -f "$f" >/dev/null; done
+$P <<'SQL'
+INSERT INTO codebase (name, vcs_type) SELECT 'load-' || i, 'git' FROM generate_series(1, 100000) i;
+INSERT INTO queue (codebase, suite, command, priority, bucket, estimated_duration, refresh)
+ SELECT 'load-' || i, 'lintian-fixes', 'true', (i * 7919) % 1000 - 500,
+   (enum_range(NULL::queue_bucket))[1 + (i % array_length(enum_range(NULL::queue_bucket), 1))],
+   make_interval(secs => 10 + i % 600), false FROM generate_series(1, 100000) i;
+SQL
+COLS="queue.id, queue.command, queue.context, queue.estimated_duration, queue.suite::text, queue.refresh, \
+queue.requester, queue.change_set, queue.codebase, codebase.vcs_type::text, codebase.branch_url, \
+codebase.subpath FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase"
+ORD="ORDER BY queue.bucket ASC, queue.priority ASC, queue.id ASC LIMIT 1"
+IDS=$($P -c "SELECT string_agg(id::text, ',') FROM (SELECT id FROM queue ORDER BY bucket, priority, id LIMIT 1000) s")
+$P -c "ALTER TABLE queue ADD COLUMN claimed boolean NOT NULL DEFAULT false"
+$P -c "CREATE INDEX queue_unclaimed ON queue (bucket, priority, id) WHERE NOT claimed"
+$P -c "UPDATE queue SET claimed = true WHERE id IN ($IDS)"
+$P -c "VACUUM ANALYZE"
+echo "SELECT 1;" > "$DIR/base.sql"
+echo "SELECT $COLS $ORD;" > "$DIR/none.sql"
+echo "SELECT $COLS WHERE queue.id NOT IN (SELECT unnest('{$IDS}'::int[])) $ORD;" > "$DIR/ids.sql"
+echo "SELECT $COLS WHERE NOT queue.claimed $ORD;" > "$DIR/marker.sql"
+# An item behind the claimed head (its codebase's number is its id), found through the unique index: the schema
+# has no index on queue.id.
+cat > "$DIR/write.sql" <<'SQL'
+\set i random(2000, 100000)
+UPDATE queue SET claimed = true WHERE codebase = 'load-' || :i AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '' AND NOT claimed;
+UPDATE queue SET claimed = false WHERE codebase = 'load-' || :i AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '' AND claimed;
+SQL
+a=$($P -c "$(sed 's/;$//' "$DIR/ids.sql")" | cut -d'|' -f1)
+b=$($P -c "$(sed 's/;$//' "$DIR/marker.sql")" | cut -d'|' -f1)
+[ "$a" = "$b" ] || { echo "the two selections disagree: $a against $b" >&2; exit 1; }
+echo "both selections answer item $a"
+for s in base none ids marker write; do
+  printf '%-7s ' $s
+  pgbench -h 127.0.0.1 -p $PORT -U postgres -n -M prepared -c 1 -T "${T:-10}" -f "$DIR/$s.sql" proto 2>&1 \
+    | grep -E "latency average"
+done
