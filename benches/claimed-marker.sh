@@ -45,12 +45,14 @@ echo "SELECT 1;" > "$DIR/base.sql"
 echo "SELECT $COLS $ORD;" > "$DIR/none.sql"
 echo "SELECT $COLS WHERE queue.id NOT IN (SELECT unnest('{$IDS}'::int[])) $ORD;" > "$DIR/ids.sql"
 echo "SELECT $COLS WHERE NOT queue.claimed $ORD;" > "$DIR/marker.sql"
-# An item behind the claimed head (its codebase's number is its id), found through the unique index: the schema
-# has no index on queue.id.
+# A random unclaimed item, claimed then released; found through the unique index as the runner finds an item:
+# the schema has no index on queue.id. The claimed head stays as it is.
+$P -c "CREATE TABLE unclaimed AS SELECT row_number() OVER () AS n, codebase FROM queue WHERE NOT claimed"
+$P -c "CREATE UNIQUE INDEX ON unclaimed (n); ANALYZE unclaimed"
 cat > "$DIR/write.sql" <<'SQL'
-\set i random(2000, 100000)
-UPDATE queue SET claimed = true WHERE codebase = 'load-' || :i AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '' AND NOT claimed;
-UPDATE queue SET claimed = false WHERE codebase = 'load-' || :i AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '' AND claimed;
+\set n random(1, 99000)
+UPDATE queue SET claimed = true WHERE codebase = (SELECT codebase FROM unclaimed WHERE n = :n) AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '';
+UPDATE queue SET claimed = false WHERE codebase = (SELECT codebase FROM unclaimed WHERE n = :n) AND suite = 'lintian-fixes' AND coalesce(change_set, '') = '';
 SQL
 a=$($P -c "$(sed 's/;$//' "$DIR/ids.sql")" | cut -d'|' -f1)
 b=$($P -c "$(sed 's/;$//' "$DIR/marker.sql")" | cut -d'|' -f1)
@@ -61,3 +63,5 @@ for s in base none ids marker write; do
   pgbench -h 127.0.0.1 -p $PORT -U postgres -n -M prepared -c 1 -T "${T:-10}" -f "$DIR/$s.sql" proto 2>&1 \
     | grep -E "latency average"
 done
+left=$($P -c "SELECT count(*) FROM queue WHERE claimed")
+[ "$left" = 1000 ] || { echo "the claimed head changed: $left claimed" >&2; exit 1; }
