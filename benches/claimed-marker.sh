@@ -1,16 +1,19 @@
 #!/bin/bash
 # What a claimed marker in the queue table would give (issue 13's last target; not built: it changes the schema
-# every Janitor service shares). Measures, on a private PostgreSQL over 100,000 items seeded as `load seed`
-# does, with 1,000 claimed items at the head of the queue:
+# every Janitor service shares). Measures, on a private PostgreSQL over 100,000 items seeded by `load seed`,
+# with 1,000 claimed items at the head of the queue:
 #   none   - the selection with nothing claimed;
 #   ids    - today's selection: the claimed ids sent and tested with a hashed NOT IN;
 #   marker - a `claimed` column with a partial index (bucket, priority, id) WHERE NOT claimed;
 #   write  - what the marker costs: the claim's UPDATE and the release's UPDATE of one item.
 # Each is a pgbench run (one client, prepared, ${T:-10} s); subtract `base` (SELECT 1) for the server's time.
-# Usage: benches/claimed-marker.sh   (as root or as postgres; PORT defaults to 5499, loopback only)
+# Usage: benches/claimed-marker.sh   (as root or as postgres; PORT defaults to 5499, loopback only; HARNESS
+# defaults to target/release/janitor-harness: cargo build --release -p janitor-harness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-5499}
+HARNESS=${HARNESS:-target/release/janitor-harness}
+[ -x "$HARNESS" ] || { echo "no $HARNESS: build it first" >&2; exit 1; }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 DIR=$(mktemp -d /dev/shm/claimed-marker.XXXXXX 2>/dev/null || mktemp -d)
@@ -25,13 +28,8 @@ P="psql -h 127.0.0.1 -p $PORT -U postgres -v ON_ERROR_STOP=1 -qAt"
 $P -c "CREATE DATABASE proto"
 P="$P -d proto"
 for f in migrations/*.sql; do $P -f "$f" >/dev/null; done
-$P <<'SQL'
-INSERT INTO codebase (name, vcs_type) SELECT 'load-' || i, 'git' FROM generate_series(1, 100000) i;
-INSERT INTO queue (codebase, suite, command, priority, bucket, estimated_duration, refresh)
- SELECT 'load-' || i, 'lintian-fixes', 'true', (i * 7919) % 1000 - 500,
-   (enum_range(NULL::queue_bucket))[1 + (i % array_length(enum_range(NULL::queue_bucket), 1))],
-   make_interval(secs => 10 + i % 600), false FROM generate_series(1, 100000) i;
-SQL
+# The load tool's own seeding, so the queue is the one the load figures use.
+"$HARNESS" load seed --db "postgres://postgres@127.0.0.1:$PORT/proto" --items 100000 --campaign lintian-fixes
 COLS="queue.id, queue.command, queue.context, queue.estimated_duration, queue.suite::text, queue.refresh, \
 queue.requester, queue.change_set, queue.codebase, codebase.vcs_type::text, codebase.branch_url, \
 codebase.subpath FROM queue LEFT JOIN codebase ON codebase.name = queue.codebase"
